@@ -1,0 +1,208 @@
+"""Mergeable per-version aggregates and the router's recorder. Pure code.
+
+The recorder is on the request path: ``record()`` appends one tuple to a bounded deque and bumps
+a few counters (about a microsecond or two). ``collect()`` hands the controller what came since the
+previous ``collect()``: a delta of the aggregates and the drained events, in arrival order.
+
+Aggregates merge by addition, so the controller can sum them over router replicas.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayrollout.events import Outcome, RequestEvent, ShadowEvent
+
+# Latency bucket upper bounds in ms: 1-2-5 steps with 4 sub-steps, 0.1 ms .. 60 s.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    *(
+        round(m * 10.0**e, 6)
+        for e in range(-1, 5)
+        for m in (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    ),
+    60_000.0,
+)
+MAX_CLASSES = 64  # class-count vectors are capped; larger indices land in the last slot
+
+
+@dataclass
+class VersionStats:
+    """Counts for one version. Addition is the merge; subtraction gives a delta."""
+
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    rejected: int = 0
+    latency_sum_ms: float = 0.0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+    class_counts: list[int] = field(default_factory=lambda: [0] * MAX_CLASSES)
+    shadow_compared: int = 0
+    shadow_disagree: float = 0.0
+    shadow_abs_diff: float = 0.0
+    shadow_errors: int = 0
+    shadow_dropped: int = 0
+
+    def add(self, other: VersionStats, sign: int = 1) -> VersionStats:
+        out = VersionStats()
+        for k, v in self.__dict__.items():
+            o = other.__dict__[k]
+            if isinstance(v, list):
+                out.__dict__[k] = [a + sign * b for a, b in zip(v, o, strict=True)]
+            else:
+                out.__dict__[k] = v + sign * o
+        return out
+
+    def __add__(self, other: VersionStats) -> VersionStats:
+        return self.add(other)
+
+    def __sub__(self, other: VersionStats) -> VersionStats:
+        return self.add(other, -1)
+
+    @property
+    def failures(self) -> int:
+        return self.errors + self.timeouts
+
+    def latency_quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding quantile ``q`` (NaN when there is no data)."""
+        n = sum(self.latency_counts)
+        if n == 0:
+            return math.nan
+        target, acc = q * n, 0
+        for i, c in enumerate(self.latency_counts):
+            acc += c
+            if acc >= target and c:
+                return LATENCY_BOUNDS_MS[min(i, len(LATENCY_BOUNDS_MS) - 1)]
+        return LATENCY_BOUNDS_MS[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VersionStats:
+        s = cls()
+        s.__dict__.update({k: (list(v) if isinstance(v, list) else v) for k, v in d.items()})
+        return s
+
+
+def merge_stats(parts: list[dict[str, VersionStats]]) -> dict[str, VersionStats]:
+    out: dict[str, VersionStats] = {}
+    for part in parts:
+        for v, s in part.items():
+            out[v] = out[v] + s if v in out else s.add(VersionStats())
+    return out
+
+
+@dataclass
+class Collected:
+    """What one ``collect()`` returns: deltas since the previous call, and drained events."""
+
+    replica: str
+    stats: dict[str, VersionStats]
+    events: list[RequestEvent]
+    shadow: list[ShadowEvent]
+    dropped_events: int  # events that fell off the bounded buffer since the last collect
+    epoch: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "stats": {k: s.to_dict() for k, s in self.stats.items()},
+            "events": [list(e) for e in self.events],
+            "shadow": [list(e) for e in self.shadow],
+            "dropped_events": self.dropped_events,
+            "epoch": self.epoch,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Collected:
+        return cls(
+            replica=d["replica"],
+            stats={k: VersionStats.from_dict(s) for k, s in d["stats"].items()},
+            events=[RequestEvent(*e) for e in d["events"]],
+            shadow=[ShadowEvent(*e) for e in d["shadow"]],
+            dropped_events=d["dropped_events"],
+            epoch=d["epoch"],
+        )
+
+
+class Recorder:
+    """Cumulative aggregates plus a bounded event buffer, owned by one router replica.
+
+    Not thread-safe by design: the router runs on one asyncio event loop.
+    """
+
+    def __init__(self, replica: str = "", max_events: int = 200_000) -> None:
+        self.replica = replica
+        self.totals: dict[str, VersionStats] = {}
+        self._last: dict[str, VersionStats] = {}
+        self._events: deque[RequestEvent] = deque(maxlen=max_events)
+        self._shadow: deque[ShadowEvent] = deque(maxlen=max_events)
+        self._appended = 0
+        self._drained = 0
+
+    def _stats(self, version: str) -> VersionStats:
+        s = self.totals.get(version)
+        if s is None:
+            s = self.totals[version] = VersionStats()
+        return s
+
+    def record(self, ev: RequestEvent) -> None:
+        s = self._stats(ev.version)
+        s.requests += 1
+        o = ev.outcome
+        if o == Outcome.OK:
+            s.ok += 1
+            s.latency_sum_ms += ev.latency_ms
+            s.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, ev.latency_ms)] += 1
+            p = ev.prediction
+            if p == p and p >= 0:  # not NaN
+                s.class_counts[min(int(p), MAX_CLASSES - 1)] += 1
+        elif o == Outcome.REJECTED:
+            s.rejected += 1
+            return  # bad input: counted, never an event for the judges
+        elif o == Outcome.TIMEOUT:
+            s.timeouts += 1
+        else:
+            s.errors += 1
+        self._events.append(ev)
+        self._appended += 1
+
+    def reject(self, version: str) -> None:
+        """Bad input that never reached a version (``version`` may be "" if none was chosen)."""
+        s = self._stats(version)
+        s.requests += 1
+        s.rejected += 1
+
+    def record_shadow(self, ev: ShadowEvent) -> None:
+        s = self._stats(ev.shadow)
+        if ev.shadow_ok:
+            s.shadow_compared += 1
+            s.shadow_disagree += ev.disagree
+            if ev.abs_diff == ev.abs_diff:
+                s.shadow_abs_diff += ev.abs_diff
+        else:
+            s.shadow_errors += 1
+        self._shadow.append(ev)
+
+    def shadow_dropped(self, shadow: str) -> None:
+        self._stats(shadow).shadow_dropped += 1
+
+    def collect(self, epoch: int) -> Collected:
+        """Deltas since the previous ``collect()`` and every buffered event, oldest first."""
+        delta = {}
+        for v, s in self.totals.items():
+            prev = self._last.get(v)
+            delta[v] = s - prev if prev is not None else s.add(VersionStats())
+        self._last = {v: s.add(VersionStats()) for v, s in self.totals.items()}
+        events = list(self._events)
+        self._events.clear()
+        shadow = list(self._shadow)
+        self._shadow.clear()
+        lost = self._appended - self._drained - len(events)
+        self._drained = self._appended
+        return Collected(self.replica, delta, events, shadow, lost, epoch)

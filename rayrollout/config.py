@@ -1,0 +1,164 @@
+"""Configuration models: strict, frozen pydantic models that reject unknown fields.
+
+These are the arguments of the Serve application builders (``serve run configs/<file>.yaml``)
+and of the Python API. A bad value fails before anything starts, with an error that names the
+field and the value. Wire schemas of the HTTP API live elsewhere (``rayrollout.protocol``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ActorOptions(Strict):
+    """Subset of Ray's ``ray_actor_options`` a version may set."""
+
+    num_cpus: float = Field(0.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory: int | None = Field(None, ge=0)
+
+    def to_ray(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class BatchingConfig(Strict):
+    """Dynamic batching (``@serve.batch``) of one version."""
+
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    batch_wait_timeout_s: float = Field(0.002, ge=0, le=10)
+
+
+class VersionConfig(Strict):
+    """One model version: its artifact, runtime, resources, batching and its bundle of flags.
+
+    ``flags`` is served with this version (in the response) and rolls back with it.
+    """
+
+    model: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN)
+    runtime: Literal["onnx", "torchscript"]
+    artifact: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    num_replicas: int = Field(1, ge=1, le=1024)
+    max_ongoing_requests: int = Field(256, ge=1)
+    ray_actor_options: ActorOptions = ActorOptions()
+    batching: BatchingConfig = BatchingConfig()
+    intra_op_threads: int = Field(1, ge=1, le=64)
+    flags: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def app_name(self) -> str:
+        return version_app_name(self.model, self.name)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.ray_actor_options.num_gpus > 0 else "cpu"
+
+    def artifact_path(self, base: Path | None = None) -> Path:
+        """The artifact as an absolute path; relative paths resolve against ``base`` or cwd."""
+        p = Path(self.artifact)
+        return p if p.is_absolute() else (base or Path.cwd()) / p
+
+
+class ShadowConfig(Strict):
+    """Mirror ``fraction`` of requests to ``version``; never awaited by the primary response."""
+
+    version: str = Field(pattern=NAME_PATTERN)
+    fraction: float = Field(1.0, ge=0, le=1)
+    max_in_flight: int = Field(64, ge=1, le=100_000)
+    rtol: float = Field(0.05, ge=0)  # regressors: relative difference counted as disagreement
+
+
+class RouterDeployment(Strict):
+    num_replicas: int = Field(1, ge=1, le=1024)
+    max_ongoing_requests: int = Field(1000, ge=1)
+    num_cpus: float = Field(0.0, ge=0)
+
+
+class RouterConfig(Strict):
+    """Argument of the router application (the HTTP ingress of one model).
+
+    ``weights`` are percentages over live versions and must sum to 100; a version may have 0
+    (deployed and pinnable, but not served at random).
+    """
+
+    model: str = Field(pattern=NAME_PATTERN)
+    weights: dict[str, float] = Field(min_length=1)
+    shadow: ShadowConfig | None = None
+    flags: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+    sticky_header: str = "x-rollout-key"
+    pin_header: str = "x-rollout-version"
+    max_body_bytes: int = Field(1_000_000, ge=64)
+    max_batch_rows: int = Field(1024, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    event_buffer: int = Field(200_000, ge=100)
+    seed: int | None = None  # for the per-request random choice; None draws from the OS
+    admin_token_env: str = "RAYROLLOUT_ADMIN_TOKEN"
+    deployment: RouterDeployment = RouterDeployment()
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_valid(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, w in v.items():
+            if not isinstance(w, int | float) or math.isnan(w) or w < 0 or w > 100:
+                raise ValueError(f"weights[{name!r}]={w!r} must be a number in [0, 100]")
+        total = sum(v.values())
+        if abs(total - 100.0) > 1e-6:
+            raise ValueError(f"weights must sum to 100: {dict(v)!r} sums to {total:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _shadow_not_primary(self) -> RouterConfig:
+        if self.shadow and self.weights.get(self.shadow.version, 0) > 0:
+            raise ValueError(
+                f"shadow.version={self.shadow.version!r} also has weight "
+                f"{self.weights[self.shadow.version]:g}: a shadow must not serve primary traffic"
+            )
+        for v in self.flags:
+            if v not in self.weights:
+                raise ValueError(f"flags[{v!r}] names a version that is not in weights")
+        return self
+
+    @property
+    def app_name(self) -> str:
+        return router_app_name(self.model)
+
+    def live_versions(self) -> list[str]:
+        names = list(self.weights)
+        if self.shadow and self.shadow.version not in names:
+            names.append(self.shadow.version)
+        return names
+
+
+def version_app_name(model: str, version: str) -> str:
+    """Serve application name of one model version (no route prefix)."""
+    return f"{model}-{version}"
+
+
+def router_app_name(model: str) -> str:
+    return f"rayrollout-{model}"
+
+
+def format_validation_error(exc: Exception) -> str:
+    """One line per problem: ``field.path: message (got value)``."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        inp = err.get("input")
+        shown = "" if isinstance(inp, dict) else f" (got {inp!r})"
+        lines.append(f"{loc}: {err['msg']}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Serve application builders, and a Python entry point that deploys a router with its versions.
+
+``serve run configs/<file>.yaml`` names these builders; each version is its own application
+(``route_prefix`` null), the router is the one HTTP ingress. The builders' arguments are the
+strict pydantic models of ``rayrollout.config``: Serve validates them before anything starts.
+"""
+
+# No ``from __future__ import annotations`` here: Serve inspects the builders' annotations as
+# classes to validate their arguments.
+
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from rayrollout.config import RouterConfig, VersionConfig
+from rayrollout.serving.router import Router
+from rayrollout.serving.version import ModelVersion
+
+
+def build_version(config: VersionConfig) -> Application:
+    """One model version as an application (deploy it with ``route_prefix=None``)."""
+    dep = serve.deployment(ModelVersion).options(
+        name="ModelVersion",
+        num_replicas=config.num_replicas,
+        max_ongoing_requests=config.max_ongoing_requests,
+        ray_actor_options=config.ray_actor_options.to_ray(),
+    )
+    return dep.bind(config.model_dump(mode="json"))
+
+
+def build_router(config: RouterConfig) -> Application:
+    """The HTTP ingress of one model."""
+    d = config.deployment
+    dep = serve.deployment(Router).options(
+        name="Router",
+        num_replicas=d.num_replicas,
+        max_ongoing_requests=d.max_ongoing_requests,
+        ray_actor_options={"num_cpus": d.num_cpus},
+    )
+    return dep.bind(config.model_dump(mode="json"))
+
+
+def deploy(
+    router: RouterConfig | dict[str, Any],
+    versions: list[VersionConfig | dict[str, Any]],
+    route_prefix: str = "/",
+    artifact_base: Path | None = None,
+) -> None:
+    """Deploy every version as its own app, then the router; returns when all are running.
+
+    Relative artifact paths resolve against ``artifact_base`` (default: the current directory)
+    here, on the driver, so replicas find them wherever they run on this node.
+    """
+    rcfg = RouterConfig.model_validate(router)
+    vcfgs = [VersionConfig.model_validate(v) for v in versions]
+    for v in vcfgs:
+        absolute = v.model_copy(update={"artifact": str(v.artifact_path(artifact_base))})
+        serve.run(build_version(absolute), name=v.app_name, route_prefix=None)
+    serve.run(build_router(rcfg), name=rcfg.app_name, route_prefix=route_prefix)

@@ -1,0 +1,100 @@
+"""Export the router's aggregates as Prometheus metrics through Ray's metrics agent.
+
+The request path only bumps plain counters in the ``Recorder``; every ``interval_s`` this
+exporter turns what changed into ``ray.util.metrics`` updates, off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ray.util import metrics as ray_metrics
+
+from rayrollout import metrics as spec
+from rayrollout.aggregates import LATENCY_BOUNDS_MS, Recorder, VersionStats
+from rayrollout.routing import RoutingTable
+
+log = logging.getLogger("rayrollout.exporter")
+
+
+def _make(m: spec.MetricSpec) -> Any:
+    if m.kind == "counter":
+        return ray_metrics.Counter(m.name, m.description, m.labels)
+    if m.kind == "gauge":
+        return ray_metrics.Gauge(m.name, m.description, m.labels)
+    return ray_metrics.Histogram(m.name, m.description, list(m.buckets), m.labels)
+
+
+class MetricsExporter:
+    def __init__(
+        self,
+        model: str,
+        recorder: Recorder,
+        table: Callable[[], RoutingTable],
+        interval_s: float = 2.0,
+    ) -> None:
+        self.model = model
+        self.recorder = recorder
+        self.table = table
+        self.interval_s = interval_s
+        self._m = {m.name: _make(m) for m in spec.ALL}
+        self._last: dict[str, VersionStats] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_started(self) -> None:
+        """Start the export loop on the running event loop (once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.flush()
+            except Exception:  # never let metrics break serving
+                log.exception("metrics export failed")
+            await asyncio.sleep(self.interval_s)
+
+    def flush(self) -> None:
+        model = self.model
+        m = self._m
+        for version, total in list(self.recorder.totals.items()):
+            prev = self._last.get(version)
+            d = total - prev if prev is not None else total.add(VersionStats())
+            self._last[version] = total.add(VersionStats())
+            tags = {"model": model, "version": version or "-"}
+            for outcome, n in (
+                ("ok", d.ok),
+                ("error", d.errors),
+                ("timeout", d.timeouts),
+                ("rejected", d.rejected),
+            ):
+                if n:
+                    m[spec.REQUESTS.name].inc(n, {**tags, "outcome": outcome})
+            hist = m[spec.LATENCY.name]
+            for i, c in enumerate(d.latency_counts):
+                if c:
+                    value = LATENCY_BOUNDS_MS[min(i, len(LATENCY_BOUNDS_MS) - 1)]
+                    for _ in range(c):
+                        hist.observe(value, tags)
+            for ms, n in (
+                (spec.SHADOW_COMPARED, d.shadow_compared),
+                (spec.SHADOW_DISAGREE, d.shadow_disagree),
+                (spec.SHADOW_DROPPED, d.shadow_dropped),
+                (spec.SHADOW_ERRORS, d.shadow_errors),
+            ):
+                if n:
+                    m[ms.name].inc(n, tags)
+        table = self.table()
+        for version, pct in table.percent().items():
+            m[spec.WEIGHT.name].set(pct, {"model": model, "version": version})
+        m[spec.EPOCH.name].set(table.epoch, {"model": model})
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,89 @@
+"""``ModelVersion``: one model version as its own Serve application (no route prefix).
+
+Requests arrive from the router as ``dict[str, np.ndarray]`` batches; ``@serve.batch`` groups
+concurrent requests into one model call (size and wait from the version's config). The model
+runs on a dedicated thread so the replica's event loop keeps accepting requests meanwhile.
+
+Guarantees:
+
+* If a grouped call raises, each request of the group is retried alone, so one request's bad
+  input never fails its neighbours; the offending request alone gets the error.
+* ``flags`` travel with the version: the router returns them with every response it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from rayrollout.config import VersionConfig
+from rayrollout.runtime import load_runtime
+
+log = logging.getLogger("rayrollout.version")
+
+
+class ModelVersion:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = VersionConfig.model_validate(config)
+        cfg = self.config
+        threads = "num_threads" if cfg.runtime == "torchscript" else "intra_op_threads"
+        options: dict[str, Any] = {threads: cfg.intra_op_threads}
+        self.runtime = load_runtime(cfg.runtime, cfg.artifact_path(), cfg.device, **options)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{cfg.name}")
+        self._predict_batched.set_max_batch_size(cfg.batching.max_batch_size)
+        self._predict_batched.set_batch_wait_timeout_s(cfg.batching.batch_wait_timeout_s)
+        self._signature = {**self.runtime.signature.to_dict(), "task": cfg.task}
+
+    def signature(self) -> dict[str, Any]:
+        return self._signature
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "model": c.model,
+            "version": c.name,
+            "runtime": c.runtime,
+            "device": c.device,
+            "artifact": c.artifact,
+            "flags": dict(c.flags),
+            "signature": self._signature,
+        }
+
+    async def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = await self._predict_batched(inputs)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.runtime.predict, inputs)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _predict_batched(
+        self, items: list[dict[str, np.ndarray]]
+    ) -> list[dict[str, np.ndarray] | BaseException]:
+        if len(items) == 1:
+            return [await self._run(items[0])]
+        names = list(items[0])
+        rows = [len(next(iter(it.values()))) for it in items]
+        try:
+            merged = {n: np.concatenate([it[n] for it in items]) for n in names}
+            out = await self._run(merged)
+        except Exception:  # isolate the failing request: retry each alone
+            results: list[dict[str, np.ndarray] | BaseException] = []
+            for it in items:
+                try:
+                    results.append(await self._run(it))
+                except Exception as e:
+                    results.append(e)
+            return results
+        bounds = np.cumsum([0, *rows])
+        return [
+            {k: v[bounds[i] : bounds[i + 1]] for k, v in out.items()} for i in range(len(items))
+        ]
