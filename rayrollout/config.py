@@ -8,6 +8,7 @@ field and the value. Wire schemas of the HTTP API live elsewhere (``rayrollout.p
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,9 +66,21 @@ class VersionConfig(Strict):
         return "cuda" if self.ray_actor_options.num_gpus > 0 else "cpu"
 
     def artifact_path(self, base: Path | None = None) -> Path:
-        """The artifact as an absolute path; relative paths resolve against ``base`` or cwd."""
+        """The artifact as an absolute path.
+
+        A relative path resolves against ``base`` when given; otherwise against the current
+        directory if the file is there, else against the project root (``RAYROLLOUT_HOME`` or
+        the checkout this package runs from), so ``serve run configs/x.yaml`` finds
+        ``models/...`` whatever directory Ray starts its workers in.
+        """
         p = Path(self.artifact)
-        return p if p.is_absolute() else (base or Path.cwd()) / p
+        if p.is_absolute():
+            return p
+        if base is not None:
+            return base / p
+        if (Path.cwd() / p).exists():
+            return Path.cwd() / p
+        return project_root() / p
 
 
 class ShadowConfig(Strict):
@@ -138,6 +151,12 @@ class RouterConfig(Strict):
         if self.shadow and self.shadow.version not in names:
             names.append(self.shadow.version)
         return names
+
+
+def project_root() -> Path:
+    """``RAYROLLOUT_HOME`` if set, else the directory above the ``rayrollout`` package."""
+    env = os.environ.get("RAYROLLOUT_HOME")
+    return Path(env) if env else Path(__file__).resolve().parent.parent
 
 
 def version_app_name(model: str, version: str) -> str:

@@ -48,6 +48,7 @@ from rayrollout.serving.exporter import MetricsExporter
 log = logging.getLogger("rayrollout.router")
 
 SIGNATURE_TIMEOUT_S = 30.0
+READY_PROBE_TIMEOUT_S = 5.0
 
 
 def table_from_config(cfg: RouterConfig) -> RoutingTable:
@@ -235,12 +236,13 @@ class Router:
         wanted = [version] if version else [v for v, w in t.weights.items() if w > 0]
         if version is not None and version not in t.live:
             raise NotFound(f"version {version!r} of model {self.model!r} is not live")
-        ready = all(v in self._signatures for v in wanted)
-        if not ready:
-            for v in wanted:  # start loading; answer now, never block a health probe
-                stale = v not in self._sig_tasks or self._sig_tasks[v].done()
-                if stale and v not in self._signatures:
-                    self._sig_tasks[v] = asyncio.ensure_future(self._fetch_signature(v))
+        try:  # a version is ready once it has described its inputs; wait briefly for that
+            await asyncio.wait_for(
+                asyncio.gather(*(self._signature(v) for v in wanted)), READY_PROBE_TIMEOUT_S
+            )
+            ready = True
+        except (TimeoutError, RolloutError):
+            ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def _infer(self, request: Request, pin: str | None, v2: bool) -> Response:

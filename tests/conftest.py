@@ -1,0 +1,56 @@
+"""Shared fixtures. Unit tests need nothing; integration tests share one local Ray per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
+os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")  # metrics reach Prometheus sooner
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "models" / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RayServe:
+    http_port: int
+    metrics_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+@pytest.fixture(scope="session")
+def ray_serve() -> Iterator[RayServe]:
+    import ray
+    from ray import serve
+
+    metrics_port, http_port = free_port(), free_port()
+    ray.init(
+        address="local",
+        num_cpus=8,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        _metrics_export_port=metrics_port,
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+    try:
+        yield RayServe(http_port, metrics_port)
+    finally:
+        serve.shutdown()
+        ray.shutdown()

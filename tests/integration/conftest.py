@@ -1,0 +1,149 @@
+"""Deploy a model (router + versions) under a unique name and route prefix per test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from rayrollout.aggregates import Collected, VersionStats, merge_stats
+from tests.conftest import ARTIFACTS, ROOT, RayServe, free_port
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Deployed:
+    model: str
+    prefix: str
+    base: str
+    apps: list[str] = field(default_factory=list)
+    totals: dict[str, VersionStats] = field(default_factory=dict)
+
+    def client(self, **kw: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=60, **kw)
+
+    def async_client(self, **kw: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base, timeout=60, **kw)
+
+    def router(self) -> Any:
+        from ray import serve
+
+        return serve.get_deployment_handle("Router", f"rayrollout-{self.model}")
+
+    def collect(self) -> list[dict[str, Any]]:
+        return list(self.router().broadcast("collect").results())
+
+    def stats(self) -> dict[str, VersionStats]:
+        """Collect once and add it to everything collected before (collect() drains)."""
+        parts = [Collected.from_dict(c).stats for c in self.collect()]
+        self.totals = merge_stats([self.totals, *parts])
+        return self.totals
+
+    def wait_stats(
+        self, ok: Callable[[dict[str, VersionStats]], bool], tries: int = 100
+    ) -> dict[str, VersionStats]:
+        """Collect until ``ok`` holds (shadow calls finish after their primary responses)."""
+        for _ in range(tries):
+            if ok(self.stats()):
+                break
+            time.sleep(0.1)
+        return self.totals
+
+    def push(self, table: dict[str, Any]) -> list[int]:
+        return list(self.router().broadcast("set_routes", table).results())
+
+
+def version(model: str, name: str, artifact: str, runtime: str = "onnx", **kw: Any) -> dict:
+    return {
+        "model": model,
+        "name": name,
+        "runtime": runtime,
+        "artifact": str(ARTIFACTS / artifact),
+        "max_ongoing_requests": 512,
+        **kw,
+    }
+
+
+@pytest.fixture(scope="session")
+def heldout() -> tuple[np.ndarray, np.ndarray]:
+    d = np.load(ROOT / "models" / "heldout.npz")
+    return d["X"].astype(np.float32), d["y"]
+
+
+@pytest.fixture
+def deploy(ray_serve: RayServe) -> Iterator[Callable[..., Deployed]]:
+    from ray import serve
+
+    from rayrollout.serving.app import deploy as do_deploy
+
+    made: list[Deployed] = []
+
+    def _deploy(versions: list[tuple[str, str, str]], **router: Any) -> Deployed:
+        model = f"m{uuid.uuid4().hex[:8]}"
+        prefix = f"/{model}"
+        vs = [version(model, n, a, r) for n, a, r in versions]
+        do_deploy({"model": model, **router}, vs, route_prefix=prefix)
+        d = Deployed(model, prefix, ray_serve.url + prefix)
+        d.apps = [f"{model}-{v['name']}" for v in vs] + [f"rayrollout-{model}"]
+        made.append(d)
+        return d
+
+    yield _deploy
+    for d in made:
+        for app in d.apps:
+            serve.delete(app, _blocking=False)
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        r.raise_for_status()
+        return list(r.json()["data"]["result"])
+
+
+@pytest.fixture(scope="session")
+def prometheus(ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus server scraping Ray's metrics port every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: run scripts/setup.sh (Debian package prometheus)")
+    d = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    (d / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: ray\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{ray_serve.metrics_port}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(d / "prometheus.log").open("wb"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("prometheus did not become ready: " + (d / "prometheus.log").read_text())
+        yield Prometheus(url)
+    finally:
+        proc.terminate()
+        proc.wait(20)
