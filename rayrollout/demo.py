@@ -8,6 +8,7 @@ accurate it was, how often the shadow agreed, and what was rejected. Leaves noth
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -43,8 +44,9 @@ def load_serve_config(path: Path) -> tuple[RouterConfig, list[VersionConfig]]:
     return router, versions
 
 
-async def _traffic(base: str, model: str, X: np.ndarray, y: np.ndarray, n: int, conc: int
-                   ) -> tuple[dict[str, Counter[str]], int]:
+async def _traffic(
+    base: str, model: str, X: np.ndarray, y: np.ndarray, n: int, conc: int
+) -> tuple[dict[str, Counter[str]], int]:
     import httpx
 
     served: dict[str, Counter[str]] = defaultdict(Counter)
@@ -62,9 +64,11 @@ async def _traffic(base: str, model: str, X: np.ndarray, y: np.ndarray, n: int, 
                 rejected += r.status_code == 400
                 continue
             row = X[i % len(X)]
-            r = await c.post(f"/v1/models/{model}/predict",
-                             json={"instances": [row.tolist()]},
-                             headers={"x-rollout-key": f"user-{i % 400}"} if i % 2 else {})
+            r = await c.post(
+                f"/v1/models/{model}/predict",
+                json={"instances": [row.tolist()]},
+                headers={"x-rollout-key": f"user-{i % 400}"} if i % 2 else {},
+            )
             v = r.headers.get("x-model-version", "?")
             ok = r.status_code == 200 and r.json()["predictions"][0] == int(y[i % len(y)])
             served[v]["requests"] += 1
@@ -93,16 +97,26 @@ def run(config: Path | None = None, requests: int = 2000, concurrency: int = 16)
     port = _free_port()
     t0 = time.monotonic()
     print(f"rayrollout demo: starting a local Ray and Serve on 127.0.0.1:{port}", flush=True)
-    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=8,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        versions = [v.model_copy(update={"ray_actor_options": v.ray_actor_options}) for v in versions]
         deploy(router, versions, artifact_base=root)
-        print(f"deployed {', '.join(v.name for v in versions)} behind the router of "
-              f"{router.model!r} in {time.monotonic() - t0:.1f} s; weights {dict(router.weights)}"
-              + (f", shadow {router.shadow.version} on {router.shadow.fraction:.0%}"
-                 if router.shadow else ""), flush=True)
+        print(
+            f"deployed {', '.join(v.name for v in versions)} behind the router of "
+            f"{router.model!r} in {time.monotonic() - t0:.1f} s; weights {dict(router.weights)}"
+            + (
+                f", shadow {router.shadow.version} on {router.shadow.fraction:.0%}"
+                if router.shadow
+                else ""
+            ),
+            flush=True,
+        )
         t1 = time.monotonic()
         served, rejected = asyncio.run(
             _traffic(f"http://127.0.0.1:{port}", router.model, X, y, requests, concurrency)
@@ -121,30 +135,46 @@ def run(config: Path | None = None, requests: int = 2000, concurrency: int = 16)
         ray.shutdown()
 
 
-def _report(router: RouterConfig, served: dict[str, Counter[str]], rejected: int,
-            stats: dict[str, Any], n: int, dt: float) -> None:
+def _report(
+    router: RouterConfig,
+    served: dict[str, Counter[str]],
+    rejected: int,
+    stats: dict[str, Any],
+    n: int,
+    dt: float,
+) -> None:
     total = sum(c["requests"] for c in served.values())
-    print(f"\nsent {n} requests in {dt:.1f} s ({n / dt:.0f} req/s), {rejected} rejected as bad input")
-    print(f"{'version':<14}{'weight':>8}{'served':>9}{'share':>8}{'accuracy':>10}"
-          f"{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    print(
+        f"\nsent {n} requests in {dt:.1f} s ({n / dt:.0f} req/s), {rejected} rejected as bad input"
+    )
+    print(
+        f"{'version':<14}{'weight':>8}{'served':>9}{'share':>8}{'accuracy':>10}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+    )
     for v, w in router.weights.items():
         c, s = served.get(v, Counter()), stats.get(v)
         share = c["requests"] / total if total else 0.0
         acc = c["correct"] / c["requests"] if c["requests"] else float("nan")
         p50 = s.latency_quantile(0.5) if s else float("nan")
         p99 = s.latency_quantile(0.99) if s else float("nan")
-        print(f"{v:<14}{w:>7.0f}%{c['requests']:>9}{share:>8.1%}{acc:>10.1%}"
-              f"{p50:>9.1f}{p99:>9.1f}{c['failed']:>8}")
+        print(
+            f"{v:<14}{w:>7.0f}%{c['requests']:>9}{share:>8.1%}{acc:>10.1%}"
+            f"{p50:>9.1f}{p99:>9.1f}{c['failed']:>8}"
+        )
     if router.shadow:
         s = stats.get(router.shadow.version)
         if s and s.shadow_compared:
             agree = 1 - s.shadow_disagree / s.shadow_compared
-            print(f"shadow {router.shadow.version}: {s.shadow_compared} comparisons, "
-                  f"{agree:.1%} agreement with the primary, {s.shadow_dropped} dropped, "
-                  f"{s.shadow_errors} errors")
+            print(
+                f"shadow {router.shadow.version}: {s.shadow_compared} comparisons, "
+                f"{agree:.1%} agreement with the primary, {s.shadow_dropped} dropped, "
+                f"{s.shadow_errors} errors"
+            )
     rej = sum(s.rejected for s in stats.values())
-    print(f"router counted {rej} rejected requests and "
-          f"{sum(s.failures for s in stats.values())} model failures")
+    print(
+        f"router counted {rej} rejected requests and "
+        f"{sum(s.failures for s in stats.values())} model failures"
+    )
 
 
 if __name__ == "__main__":

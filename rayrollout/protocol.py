@@ -200,7 +200,7 @@ def encode_v2(
         binary: dict[str, bool] = {}
         for o in wanted:
             name = o.get("name") if isinstance(o, dict) else None
-            if name not in outputs:
+            if not isinstance(name, str) or name not in outputs:
                 raise BadRequest(f"requested output {name!r} is not an output of the model")
             names.append(name)
             binary[name] = bool((o.get("parameters") or {}).get("binary_data", binary_all))

@@ -8,6 +8,7 @@ strict pydantic models of ``rayrollout.config``: Serve validates them before any
 # No ``from __future__ import annotations`` here: Serve inspects the builders' annotations as
 # classes to validate their arguments.
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +22,30 @@ from rayrollout.serving.version import ModelVersion
 
 def build_version(config: VersionConfig) -> Application:
     """One model version as an application (deploy it with ``route_prefix=None``)."""
-    dep = serve.deployment(ModelVersion).options(
+    dep = serve.deployment(
         name="ModelVersion",
         num_replicas=config.num_replicas,
         max_ongoing_requests=config.max_ongoing_requests,
         ray_actor_options=config.ray_actor_options.to_ray(),
-    )
+    )(ModelVersion)
     return dep.bind(config.model_dump(mode="json"))
 
 
 def build_router(config: RouterConfig) -> Application:
     """The HTTP ingress of one model."""
     d = config.deployment
-    dep = serve.deployment(Router).options(
+    dep = serve.deployment(
         name="Router",
         num_replicas=d.num_replicas,
         max_ongoing_requests=d.max_ongoing_requests,
         ray_actor_options={"num_cpus": d.num_cpus},
-    )
+    )(Router)
     return dep.bind(config.model_dump(mode="json"))
 
 
 def deploy(
     router: RouterConfig | dict[str, Any],
-    versions: list[VersionConfig | dict[str, Any]],
+    versions: Sequence[VersionConfig | dict[str, Any]],
     route_prefix: str = "/",
     artifact_base: Path | None = None,
 ) -> None:

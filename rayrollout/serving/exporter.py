@@ -80,14 +80,15 @@ class MetricsExporter:
                     value = LATENCY_BOUNDS_MS[min(i, len(LATENCY_BOUNDS_MS) - 1)]
                     for _ in range(c):
                         hist.observe(value, tags)
-            for ms, n in (
+            shadow_counts: tuple[tuple[spec.MetricSpec, float], ...] = (
                 (spec.SHADOW_COMPARED, d.shadow_compared),
                 (spec.SHADOW_DISAGREE, d.shadow_disagree),
                 (spec.SHADOW_DROPPED, d.shadow_dropped),
                 (spec.SHADOW_ERRORS, d.shadow_errors),
-            ):
-                if n:
-                    m[ms.name].inc(n, tags)
+            )
+            for ms, amount in shadow_counts:
+                if amount:
+                    m[ms.name].inc(amount, tags)
         table = self.table()
         for version, pct in table.percent().items():
             m[spec.WEIGHT.name].set(pct, {"model": model, "version": version})

@@ -273,14 +273,18 @@ class Router:
             self.recorder.reject(version)
             return self._error(e, version, table.epoch)
         t0 = time.perf_counter()
-        outcome, outputs, err = Outcome.OK, None, None
+        outcome, outputs = Outcome.OK, None
+        err: ModelError | None = None
         try:
             outputs = await asyncio.wait_for(
                 self._handle(version).predict.remote(arrays), cfg.request_timeout_s
             )
         except TimeoutError:
-            outcome, err = Outcome.TIMEOUT, ModelTimeout(
-                f"version {version!r} did not answer within {cfg.request_timeout_s:g} s"
+            outcome, err = (
+                Outcome.TIMEOUT,
+                ModelTimeout(
+                    f"version {version!r} did not answer within {cfg.request_timeout_s:g} s"
+                ),
             )
         except Exception as e:  # the model (or its replica) failed: a failure of this version
             outcome, err = Outcome.ERROR, ModelError(f"version {version!r} failed: {_short(e)}")
@@ -293,8 +297,15 @@ class Router:
                 pred = math.nan
         self.recorder.record(
             RequestEvent(
-                arrived, version, choice.weight, latency_ms, outcome, pred, choice.unit,
-                choice.randomised, table.epoch,
+                arrived,
+                version,
+                choice.weight,
+                latency_ms,
+                outcome,
+                pred,
+                choice.unit,
+                choice.randomised,
+                table.epoch,
             )
         )
         if err is not None:

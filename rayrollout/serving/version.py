@@ -35,8 +35,9 @@ class ModelVersion:
         options: dict[str, Any] = {threads: cfg.intra_op_threads}
         self.runtime = load_runtime(cfg.runtime, cfg.artifact_path(), cfg.device, **options)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{cfg.name}")
-        self._predict_batched.set_max_batch_size(cfg.batching.max_batch_size)
-        self._predict_batched.set_batch_wait_timeout_s(cfg.batching.batch_wait_timeout_s)
+        batched: Any = self._predict_batched  # serve.batch adds the setters at run time
+        batched.set_max_batch_size(cfg.batching.max_batch_size)
+        batched.set_batch_wait_timeout_s(cfg.batching.batch_wait_timeout_s)
         self._signature = {**self.runtime.signature.to_dict(), "task": cfg.task}
 
     def signature(self) -> dict[str, Any]:

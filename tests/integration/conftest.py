@@ -114,7 +114,9 @@ class Prometheus:
 
 
 @pytest.fixture(scope="session")
-def prometheus(ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(
+    ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     """A real Prometheus server scraping Ray's metrics port every second."""
     binary = shutil.which("prometheus")
     if binary is None:
@@ -128,9 +130,14 @@ def prometheus(ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory) ->
         f"    static_configs: [{{targets: ['127.0.0.1:{ray_serve.metrics_port}']}}]\n"
     )
     proc = subprocess.Popen(
-        [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(d / "prometheus.log").open("wb"),
+        [
+            binary,
+            f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(d / "prometheus.log").open("wb"),
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -39,7 +39,7 @@ def test_requests_rejects_weights_and_latency_reach_prometheus(deploy, heldout, 
     assert wait_for(prometheus, q, 3) == 3
     q = f'sum(ray_rayrollout_requests_total{{{sel},outcome="error"}})'
     assert prometheus.query(q) == []  # no model failures were ever counted
-    q = f'sum(ray_rayrollout_request_latency_ms_count{{{sel}}})'
+    q = f"sum(ray_rayrollout_request_latency_ms_count{{{sel}}})"
     assert wait_for(prometheus, q, 40) == 40
     q = f'ray_rayrollout_routing_weight{{{sel},version="v2"}}'
     assert wait_for(prometheus, q, 25.0) == 25.0

@@ -17,8 +17,16 @@ TWO = [("v1", "v1.onnx", "onnx"), ("v2", "v2.onnx", "onnx")]
 
 
 def oip(x: np.ndarray) -> dict:
-    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.reshape(-1).tolist()}]}
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.reshape(-1).tolist(),
+            }
+        ]
+    }
 
 
 def stats_of(d) -> dict:
@@ -36,7 +44,9 @@ def test_split_pin_shadow_and_version_reporting(deploy, heldout) -> None:
     with d.client() as c:
         listing = c.get("/v1/models").json()["models"][0]
         assert {v["name"]: v["weight"] for v in listing["versions"]} == {
-            "v1": 70.0, "v2": 30.0, "v2-torch": 0.0,
+            "v1": 70.0,
+            "v2": 30.0,
+            "v2-torch": 0.0,
         }
         served = Counter()
         for i in range(120):
@@ -49,8 +59,11 @@ def test_split_pin_shadow_and_version_reporting(deploy, heldout) -> None:
         assert set(served) == {"v1", "v2"}
         # Pin by header and by the OIP versioned route; the shadow itself is pinnable.
         for v in ("v1", "v2", "v2-torch"):
-            r = c.post(f"/v1/models/{d.model}/predict", json={"instances": X[:2].tolist()},
-                       headers={"x-rollout-version": v})
+            r = c.post(
+                f"/v1/models/{d.model}/predict",
+                json={"instances": X[:2].tolist()},
+                headers={"x-rollout-version": v},
+            )
             assert r.json()["model_version"] == v
             r = c.post(f"/v2/models/{d.model}/versions/{v}/infer", json=oip(X[:3]))
             assert r.status_code == 200 and r.json()["model_version"] == v
@@ -75,12 +88,37 @@ def test_rejects_are_4xx_counted_and_never_errors(deploy, heldout) -> None:
     row = X[0].tolist()
     bad = [
         (b"{not json", "not valid JSON"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
-                                 "data": row}]}), "unknown input 'pixels'"),
-        (json.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "INT64",
-                                 "data": [int(v) for v in row]}]}), "datatype='INT64'"),
-        (json.dumps({"inputs": [{"name": "input", "shape": [1, 63], "datatype": "FP32",
-                                 "data": row[:63]}]}), "[1, 63]"),
+        (
+            json.dumps(
+                {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": row}]}
+            ),
+            "unknown input 'pixels'",
+        ),
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "input",
+                            "shape": [1, 64],
+                            "datatype": "INT64",
+                            "data": [int(v) for v in row],
+                        }
+                    ]
+                }
+            ),
+            "datatype='INT64'",
+        ),
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "input", "shape": [1, 63], "datatype": "FP32", "data": row[:63]}
+                    ]
+                }
+            ),
+            "[1, 63]",
+        ),
         (json.dumps(oip(X[:1])).replace(str(row[5]), "NaN", 1), "NaN"),
     ]
     with d.client() as c:
@@ -107,8 +145,10 @@ def test_rejects_are_4xx_counted_and_never_errors(deploy, heldout) -> None:
 
 def test_a_version_whose_model_raises_gets_5xx_and_counts_as_its_error(deploy, heldout) -> None:
     X, _ = heldout
-    d = deploy([("v1", "v1.onnx", "onnx"), ("faulty", "faulty.pt", "torchscript")],
-               weights={"v1": 100, "faulty": 0})
+    d = deploy(
+        [("v1", "v1.onnx", "onnx"), ("faulty", "faulty.pt", "torchscript")],
+        weights={"v1": 100, "faulty": 0},
+    )
     poison = X[:1].copy()
     poison[0, 0] = -1.0  # the faulty model raises on negative pixels (never seen in real data)
     with d.client() as c:
@@ -152,9 +192,12 @@ def test_events_carry_weight_epoch_and_unit(deploy, heldout) -> None:
     with d.client() as c:
         for i in range(30):
             c.post(f"/v1/models/{d.model}/predict", json={"instances": X[i : i + 1].tolist()})
-        for i in range(10):
-            c.post(f"/v1/models/{d.model}/predict", json={"instances": X[:1].tolist()},
-                   headers={"x-rollout-key": "user-42"})
+        for _ in range(10):
+            c.post(
+                f"/v1/models/{d.model}/predict",
+                json={"instances": X[:1].tolist()},
+                headers={"x-rollout-key": "user-42"},
+            )
     events = [e for c in d.collect() for e in Collected.from_dict(c).events]
     rand = [e for e in events if e.randomised]
     sticky = [e for e in events if e.unit == "user-42"]

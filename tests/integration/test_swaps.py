@@ -14,11 +14,20 @@ from rayrollout.routing import RoutingTable
 
 pytestmark = pytest.mark.integration
 
-VERSIONS = [("v1", "v1.onnx", "onnx"), ("v2", "v2.onnx", "onnx"),
-            ("v3", "v2-regressed.onnx", "onnx")]
+VERSIONS = [
+    ("v1", "v1.onnx", "onnx"),
+    ("v2", "v2.onnx", "onnx"),
+    ("v3", "v2-regressed.onnx", "onnx"),
+]
 # Successive weight sets; each leaves out at least one version entirely.
-PLAN = [{"v1": 100}, {"v1": 50, "v2": 50}, {"v2": 100}, {"v2": 10, "v3": 90},
-        {"v3": 100}, {"v1": 30, "v3": 70}]
+PLAN = [
+    {"v1": 100},
+    {"v1": 50, "v2": 50},
+    {"v2": 100},
+    {"v2": 10, "v3": 90},
+    {"v3": 100},
+    {"v1": 30, "v3": 70},
+]
 
 
 def test_weight_swaps_under_concurrent_load(deploy, heldout) -> None:
@@ -34,10 +43,14 @@ def test_weight_swaps_under_concurrent_load(deploy, heldout) -> None:
             k = 0
             while not stop.is_set():
                 row = X[(i * 97 + k) % len(X)][None, :]
-                r = await c.post(f"/v1/models/{d.model}/predict",
-                                 json={"instances": row.tolist()})
-                results.append((r.status_code, r.headers.get("x-model-version", ""),
-                                int(r.headers.get("x-routing-epoch", "-1"))))
+                r = await c.post(f"/v1/models/{d.model}/predict", json={"instances": row.tolist()})
+                results.append(
+                    (
+                        r.status_code,
+                        r.headers.get("x-model-version", ""),
+                        int(r.headers.get("x-routing-epoch", "-1")),
+                    )
+                )
                 k += 1
 
     async def load() -> None:

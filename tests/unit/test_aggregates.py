@@ -61,7 +61,9 @@ def test_stats_merge_over_replicas_and_round_trip() -> None:
     assert merged["v1"].requests == 4 and merged["v1"].errors == 1 and merged["v2"].ok == 1
     back = Collected.from_dict(cb.to_dict())
     assert back.events == cb.events and back.stats["v2"].ok == 1
-    batch = EventBatch.concat([EventBatch.from_events(ca.events), EventBatch.from_events(cb.events)])
+    batch = EventBatch.concat(
+        [EventBatch.from_events(ca.events), EventBatch.from_events(cb.events)]
+    )
     assert list(batch.t) == [0, 1, 1.5, 2, 2.5]
 
 
@@ -72,7 +74,12 @@ def test_shadow_comparisons_and_drops() -> None:
     r.record_shadow(ShadowEvent(3.0, "v1", "sh", 1.0, math.nan, 5.0, False))
     r.shadow_dropped("sh")
     s = r.collect(1).stats["sh"]
-    assert (s.shadow_compared, s.shadow_disagree, s.shadow_errors, s.shadow_dropped) == (2, 1.0, 1, 1)
+    assert (s.shadow_compared, s.shadow_disagree, s.shadow_errors, s.shadow_dropped) == (
+        2,
+        1.0,
+        1,
+        1,
+    )
     assert math.isclose(s.shadow_abs_diff, 0.4)
 
 

@@ -43,10 +43,20 @@ def test_v2_flat_and_nested_data() -> None:
 def test_v2_binary_tensor_extension() -> None:
     arr = np.arange(8, dtype=np.float32).reshape(2, 4)
     head = json.dumps(
-        {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
-                     "parameters": {"binary_data_size": arr.nbytes}}]}
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [2, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": arr.nbytes},
+                }
+            ]
+        }
     ).encode()
-    got, _ = protocol.decode_v2(head + arr.tobytes(), {protocol.HEADER_LENGTH: str(len(head))}, SIG, 10)
+    got, _ = protocol.decode_v2(
+        head + arr.tobytes(), {protocol.HEADER_LENGTH: str(len(head))}, SIG, 10
+    )
     np.testing.assert_array_equal(got["input"], arr)
 
 

@@ -91,7 +91,9 @@ def test_pin_reaches_weight_zero_and_shadow_versions_but_not_unknown() -> None:
 
 
 def test_table_is_immutable_and_with_weights_bumps_epoch() -> None:
-    t = table({"stable": 90, "canary": 10}, shadow="s", shadow_fraction=0.2, flags={"canary": {"x": 1}})
+    t = table(
+        {"stable": 90, "canary": 10}, shadow="s", shadow_fraction=0.2, flags={"canary": {"x": 1}}
+    )
     with pytest.raises(AttributeError):
         t.epoch = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
