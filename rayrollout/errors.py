@@ -11,6 +11,7 @@
     │   ├── NotFound                unknown model, version or route                        (404)
     │   ├── MethodNotAllowed        wrong HTTP method for a route                          (405)
     │   └── Unauthorized            missing or wrong admin token                           (401)
+    ├── Conflict                    valid, but not in the current state (a rollout verb)    (409)
     ├── UnavailableError            no live version can serve right now                    (503)
     └── ModelError                  the version's model raised: a failure of that version  (500)
         └── ModelTimeout            the version did not answer in time                     (504)
@@ -56,6 +57,12 @@ class Unauthorized(RequestError):
     code = "unauthorized"
 
 
+class Conflict(RolloutError):
+    """The request is valid but not now: e.g. an illegal rollout transition."""
+
+    code = "conflict"
+
+
 class UnavailableError(RolloutError):
     code = "unavailable"
 
@@ -71,6 +78,7 @@ class ModelTimeout(ModelError):
 # Most specific first: the first matching class decides the status.
 HTTP_STATUS: tuple[tuple[type[RolloutError], int], ...] = (
     (PayloadTooLarge, 413),
+    (Conflict, 409),
     (NotFound, 404),
     (MethodNotAllowed, 405),
     (Unauthorized, 401),

@@ -1,0 +1,222 @@
+"""The controller's step, without Ray: judges + ``decide`` + the store. Also replay.
+
+``ControllerCore.tick()`` takes what the routers reported since the last tick, feeds the judges,
+asks ``decide`` what to do, and persists inputs, state, judges and the decision in one
+transaction *before* returning the actions for the shell to carry out.
+
+``replay()`` feeds a rollout's recorded tick inputs to fresh judges and ``decide`` and returns
+the decisions; they must equal the recorded log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rayrollout.analysis.base import Judge
+from rayrollout.analysis.budget import split_alpha
+from rayrollout.analysis.registry import make_judge, restore_judge
+from rayrollout.controller.decide import decide, initial_state
+from rayrollout.controller.phases import ACTIVE
+from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
+from rayrollout.controller.store import Store, canonical
+from rayrollout.events import EventBatch, RequestEvent, ShadowEvent
+from rayrollout.spec import SEQUENTIAL, RolloutSpec
+
+
+def build_judges(spec: RolloutSpec) -> dict[str, dict[str, Judge]]:
+    """One judge per (candidate, check), with the alpha budget split over checks and candidates."""
+    a = spec.analysis
+    seq_checks = a.checks
+    budget = split_alpha(
+        a.alpha,
+        [c.check_name for c in seq_checks],
+        candidates=len(spec.candidates),
+        weights={c.check_name: c.weight for c in seq_checks},
+    )
+    out: dict[str, dict[str, Judge]] = {}
+    for cand in spec.candidates:
+        judges: dict[str, Judge] = {}
+        for c in [*a.checks, *a.guards]:
+            params: dict[str, Any] = {"name": c.check_name}
+            if c.kind in SEQUENTIAL:
+                params.update(alpha=budget.share(c.check_name), warmup_s=a.warmup_s)
+                params.setdefault("unit_mode", a.unit_mode)
+            params.update(c.params)
+            judges[c.check_name] = make_judge(c.kind, params)
+        out[cand.name] = judges
+    return out
+
+
+def _nan_to_none(row: Sequence[Any]) -> list[Any]:
+    return [None if isinstance(x, float) and math.isnan(x) else x for x in row]
+
+
+def _none_to_nan(row: Sequence[Any]) -> list[Any]:
+    return [math.nan if x is None else x for x in row]
+
+
+def encode_inputs(
+    now: float,
+    events: Sequence[RequestEvent],
+    shadow: Sequence[ShadowEvent],
+    requests: dict[str, int],
+    ready: frozenset[str],
+    failed: dict[str, str],
+    command: Command | None,
+) -> dict[str, Any]:
+    return {
+        "now": now,
+        "events": [_nan_to_none(e) for e in events],
+        "shadow": [_nan_to_none(e) for e in shadow],
+        "requests": requests,
+        "ready": sorted(ready),
+        "failed": failed,
+        "command": asdict(command) if command else None,
+    }
+
+
+class ControllerCore:
+    """One rollout's judges and state, persisted in ``store`` (``None``: in memory, for replay)."""
+
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        state: RolloutState,
+        rollout: int,
+        store: Store | None,
+        judges: dict[str, dict[str, Judge]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.state = state
+        self.rollout = rollout
+        self.store = store
+        self.judges = judges if judges is not None else build_judges(spec)
+
+    @classmethod
+    def create(
+        cls, store: Store | None, spec: RolloutSpec, now: float, epoch: int
+    ) -> ControllerCore:
+        state = initial_state(spec, now, epoch)
+        rollout = 0
+        if store is not None:
+            rollout = store.create(spec.model, spec.digest(), spec.model_dump(mode="json"),
+                                   state.to_dict())
+        return cls(spec, state, rollout, store)
+
+    @classmethod
+    def load(cls, store: Store, model: str) -> ControllerCore | None:
+        row = store.latest(model)
+        if row is None:
+            return None
+        spec = RolloutSpec.model_validate(row.spec)
+        state = RolloutState.from_dict(row.state)
+        judges = None
+        if row.judges:
+            judges = {
+                cand: {name: restore_judge(js) for name, js in checks.items()}
+                for cand, checks in row.judges["judges"].items()
+            }
+        return cls(spec, state, row.id, store, judges)
+
+    def judge_states(self) -> dict[str, Any]:
+        return {
+            "attempt": self.state.attempt,
+            "judges": {
+                c: {n: j.to_state() for n, j in js.items()} for c, js in self.judges.items()
+            },
+        }
+
+    def tick(
+        self,
+        now: float,
+        events: Sequence[RequestEvent] = (),
+        shadow: Sequence[ShadowEvent] = (),
+        requests: dict[str, int] | None = None,
+        ready: frozenset[str] = frozenset(),
+        failed: dict[str, str] | None = None,
+        command: Command | None = None,
+    ) -> tuple[list[Action], Decision | None]:
+        """One step. Persists before it returns; raises ``IllegalTransition`` for a bad verb
+        (and then persists nothing)."""
+        requests = requests or {}
+        failed = failed or {}
+        results = self._judge(now, events, shadow) if command is None else {}
+        obs = Observation(
+            now=now,
+            results=results,
+            requests=requests,
+            shadow_compared=sum(1 for e in shadow if e.shadow_ok),
+            ready=ready,
+            failed_deploys=failed,
+            command=command,
+        )
+        new, actions, decision = decide(self.state, self.spec, obs)
+        if new.attempt != self.state.attempt:  # retry: fresh evidence for a fresh attempt
+            self.judges = build_judges(self.spec)
+        self.state = new
+        if self.store is not None:
+            inputs = encode_inputs(now, events, shadow, requests, ready, failed, command)
+            self.store.commit(
+                self.rollout, new.to_dict(), self.judge_states(), now, inputs,
+                decision.to_dict() if decision else None,
+            )
+        return actions, decision
+
+    def _judge(
+        self, now: float, events: Sequence[RequestEvent], shadow: Sequence[ShadowEvent]
+    ) -> dict[str, list[Any]]:
+        s = self.state
+        if s.phase not in ACTIVE:
+            return {}
+        batch = EventBatch.from_events(list(events))
+        out: dict[str, list[Any]] = {}
+        for cand in s.active():
+            judges = self.judges[cand]
+            for j in judges.values():
+                j.observe(batch, s.stable, cand, shadow=shadow)
+            out[cand] = [j.result(now) for j in judges.values()]
+        return out
+
+
+def replay(
+    spec: RolloutSpec, initial: RolloutState, ticks: Sequence[dict[str, Any]]
+) -> list[Decision]:
+    """Re-run a recorded rollout from its tick inputs; returns every decision it takes."""
+    core = ControllerCore(spec, initial, 0, None)
+    decisions: list[Decision] = []
+    for t in ticks:
+        cmd = Command(**t["command"]) if t.get("command") else None
+        _, d = core.tick(
+            t["now"],
+            [RequestEvent(*_none_to_nan(e)) for e in t["events"]],
+            [ShadowEvent(*_none_to_nan(e)) for e in t["shadow"]],
+            dict(t["requests"]),
+            frozenset(t["ready"]),
+            dict(t["failed"]),
+            cmd,
+        )
+        if d is not None:
+            decisions.append(d)
+    return decisions
+
+
+def replay_rollout(
+    store: Store, rollout: int
+) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Replay a stored rollout and compare with its log: (identical?, replayed, recorded)."""
+    row = store.get(rollout)
+    if row is None:
+        raise KeyError(f"no rollout {rollout}")
+    spec = RolloutSpec.model_validate(row.spec)
+    recorded = [
+        {k: v for k, v in e.items() if k not in ("log_seq", "rollout", "ts", "hash")}
+        for e in store.history(rollout)
+    ]
+    initial = RolloutState.from_dict(row.initial)
+    decisions = replay(spec, initial, store.ticks(rollout))
+    replayed = [json.loads(canonical(d.to_dict())) for d in decisions]
+    return replayed == recorded, replayed, recorded

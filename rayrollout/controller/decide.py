@@ -1,0 +1,347 @@
+"""The pure decision core: ``decide(state, spec, observation) -> (state, actions, decision)``.
+
+No Ray, no clock, no randomness: time comes in ``observation.now``. The same inputs always give
+the same outputs, which is what makes a recorded rollout replayable.
+
+Rules, in order:
+
+1. A person's command (pause, resume, approve, promote, abort, retry, undo) is applied first;
+   one the phase table does not allow raises ``IllegalTransition``.
+2. Any FAIL of a candidate's check — in any active phase, paused or awaiting approval included —
+   withdraws that candidate at once; when none is left the rollout is rolled back. Rollback is
+   a routing-table change first (all weight to stable, shadow off), deletions after.
+3. A step is left when its minimum duration and candidate requests are reached and every check
+   of every active candidate is PASS. INCONCLUSIVE and ERROR hold the step (never promote).
+4. After the last step the (single surviving) candidate is promoted: it becomes stable at 100%
+   and the old stable stays warm for ``rollback_window_s`` so ``undo`` is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rayrollout.analysis.result import CheckResult, Verdict
+from rayrollout.controller.phases import ACTIVE, IllegalTransition, Phase, check
+from rayrollout.controller.state import (
+    Action,
+    Candidate,
+    Command,
+    Decision,
+    Observation,
+    RolloutState,
+)
+from rayrollout.spec import RolloutSpec
+
+
+def initial_state(spec: RolloutSpec, now: float, epoch: int = 0) -> RolloutState:
+    """A rollout that has not started; ``epoch`` is the routing epoch currently in force."""
+    return RolloutState(
+        model=spec.model,
+        stable=spec.stable.name,
+        candidates=tuple(Candidate(c.name) for c in spec.candidates),
+        weights={spec.stable.name: 100.0},
+        epoch=epoch,
+        phase_since=now,
+    )
+
+
+@dataclass
+class _Step:
+    """Accumulates one decision: the evolving state, its actions and reasons."""
+
+    state: RolloutState
+    spec: RolloutSpec
+    now: float
+    actions: list[Action] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def go(self, dst: Phase, reason: str, **kw: object) -> None:
+        check(self.state.phase, dst)
+        self.state = self.state.evolve(phase=dst, phase_since=self.now, **kw)
+        self.reasons.append(reason)
+
+    def routes(self, weights: dict[str, float], shadow: str | None = None,
+               fraction: float = 0.0) -> None:
+        s = self.state
+        if weights == s.weights and shadow == s.shadow and fraction == s.shadow_fraction:
+            return
+        epoch = s.epoch + 1
+        self.state = s.evolve(epoch=epoch, weights=weights, shadow=shadow,
+                              shadow_fraction=fraction)
+        self.actions.append(Action("routes", epoch=epoch, weights=weights, shadow=shadow,
+                                   shadow_fraction=fraction))
+
+    def notify(self, message: str) -> None:
+        self.actions.append(Action("notify", message=message))
+
+    def set_candidate(self, name: str, status: str, reason: str) -> None:
+        cands = tuple(
+            Candidate(c.name, status, reason) if c.name == name else c
+            for c in self.state.candidates
+        )
+        self.state = self.state.evolve(candidates=cands)
+
+
+def decide(
+    state: RolloutState, spec: RolloutSpec, obs: Observation
+) -> tuple[RolloutState, list[Action], Decision | None]:
+    """The next state, the actions to take (in order), and the log entry if anything changed."""
+    st = _Step(state, spec, obs.now)
+    if obs.command is not None:
+        _command(st, obs.command)
+    else:
+        _tick(st, obs)
+    if not st.actions and st.state.phase == state.phase and not st.reasons:
+        return st.state, [], None
+    new = st.state.evolve(seq=state.seq + 1)
+    evidence = {c: [r.to_dict() for r in rs] for c, rs in obs.results.items()}
+    decision = Decision(
+        seq=new.seq,
+        now=obs.now,
+        phase_from=str(state.phase),
+        phase_to=str(new.phase),
+        step=new.step,
+        epoch=new.epoch,
+        actions=st.actions,
+        reason="; ".join(st.reasons) or "no change",
+        evidence=evidence,
+        actor=obs.command.actor if obs.command else "controller",
+    )
+    return new, st.actions, decision
+
+
+# -- ticks -----------------------------------------------------------------------------------
+
+
+def _tick(st: _Step, obs: Observation) -> None:
+    s = st.state
+    if s.phase == Phase.PENDING:
+        st.go(Phase.DEPLOYING, f"deploying {', '.join(s.active())}")
+        for name in s.active():
+            st.actions.append(Action("deploy", version=name))
+        return
+    if s.phase == Phase.PROMOTED:
+        if s.retire_at is not None and obs.now >= s.retire_at:
+            old = s.previous_stable
+            st.go(Phase.COMPLETED, f"rollback window over: retiring {old}",
+                  previous_stable=None, retire_at=None)
+            if old:
+                st.actions.append(Action("delete", version=old))
+        return
+    if s.phase not in ACTIVE:
+        return
+    _count(st, obs)
+    if _judge(st, obs) or st.state.phase not in ACTIVE:
+        return
+    s = st.state
+    if s.phase == Phase.DEPLOYING:
+        failed = {v: e for v, e in obs.failed_deploys.items() if v in s.active()}
+        for v, err in failed.items():
+            st.set_candidate(v, "failed", f"deploy failed: {err}")
+        if failed and not st.state.active():
+            _rollback(st, f"deploy failed: {failed}")
+        elif all(v in obs.ready for v in st.state.active()):
+            _enter_first(st)
+    elif s.phase == Phase.SHADOW:
+        sh = st.spec.strategy.shadow
+        assert sh is not None
+        if (obs.now - s.phase_since >= sh.min_duration_s
+                and s.shadow_compared >= sh.min_comparisons):
+            _enter_step(st, 0, f"shadow done: {s.shadow_compared} comparisons, no check failed")
+    elif s.phase == Phase.CANARY:
+        _maybe_leave_step(st, obs)
+
+
+def _count(st: _Step, obs: Observation) -> None:
+    s = st.state
+    active = s.active()
+    if s.phase == Phase.CANARY and active:
+        new = min(obs.requests.get(c, 0) for c in active)
+        st.state = s.evolve(step_requests=s.step_requests + new)
+    if s.shadow:
+        st.state = st.state.evolve(shadow_compared=st.state.shadow_compared + obs.shadow_compared)
+
+
+def _judge(st: _Step, obs: Observation) -> bool:
+    """Withdraw every candidate with a FAIL; roll back if none is left. True if it rolled back."""
+    failed = []
+    for name in st.state.active():
+        bad = [r for r in obs.results.get(name, []) if r.verdict == Verdict.FAIL]
+        if bad:
+            why = "; ".join(f"{r.check}: {r.reason}" for r in bad)
+            st.set_candidate(name, "failed", why)
+            failed.append(f"{name} failed {why}")
+    if not failed:
+        return False
+    if not st.state.active():
+        _rollback(st, "; ".join(failed))
+        return True
+    st.reasons.extend(failed)
+    _apply_step_table(st)
+    for f in failed:
+        name = f.split(" ", 1)[0]
+        st.actions.append(Action("delete", version=name))
+    return False
+
+
+def _all_pass(results: dict[str, list[CheckResult]], active: list[str]) -> tuple[bool, str]:
+    holding = []
+    for name in active:
+        rs = results.get(name, [])
+        if not rs:
+            holding.append(f"{name}: no results")
+        holding += [f"{name}.{r.check} {r.verdict.name}" for r in rs if r.verdict != Verdict.PASS]
+    return not holding, ", ".join(holding)
+
+
+def _maybe_leave_step(st: _Step, obs: Observation) -> None:
+    s = st.state
+    step = st.spec.strategy.steps[s.step]
+    if obs.now - s.phase_since < step.min_duration_s or s.step_requests < step.min_requests:
+        return
+    ok, _holding = _all_pass(obs.results, s.active())
+    if not ok:
+        return
+    why = (f"step {s.step + 1} ({step.weight:g}%) passed: {s.step_requests} requests in "
+           f"{obs.now - s.phase_since:.0f} s, every check PASS")
+    if step.approval:
+        st.go(Phase.AWAITING_APPROVAL, why + "; waiting for approval")
+        st.notify(f"{st.spec.model}: step {s.step + 1} waits for approval")
+        return
+    _advance(st, why)
+
+
+def _advance(st: _Step, why: str) -> None:
+    s = st.state
+    nxt = s.step + 1
+    if nxt < len(st.spec.strategy.steps):
+        _enter_step(st, nxt, why)
+    elif len(s.active()) == 1:
+        _promote(st, s.active()[0], why)
+    else:
+        if s.phase != Phase.AWAITING_APPROVAL:
+            st.go(Phase.AWAITING_APPROVAL, why + f"; pick one of {s.active()} to promote")
+
+
+# -- transitions -----------------------------------------------------------------------------
+
+
+def _enter_first(st: _Step) -> None:
+    sh = st.spec.strategy.shadow
+    if sh is not None:
+        cand = st.state.active()[0]
+        st.go(Phase.SHADOW, f"{cand} deployed: shadowing {sh.fraction:.0%} of requests",
+              shadow_compared=0)
+        st.routes(dict(st.state.weights), cand, sh.fraction)
+    else:
+        _enter_step(st, 0, f"{', '.join(st.state.active())} deployed")
+
+
+def _enter_step(st: _Step, i: int, why: str) -> None:
+    w = st.spec.strategy.steps[i].weight
+    st.go(Phase.CANARY, f"{why}; step {i + 1}: {w:g}% to {', '.join(st.state.active())}",
+          step=i, step_requests=0)
+    _apply_step_table(st)
+
+
+def _apply_step_table(st: _Step) -> None:
+    s = st.state
+    if s.phase not in (Phase.CANARY, Phase.AWAITING_APPROVAL, Phase.PAUSED) or s.step < 0:
+        st.routes({s.stable: 100.0})
+        return
+    w = st.spec.strategy.steps[s.step].weight
+    active = s.active()
+    weights = {s.stable: 100.0 - w * len(active), **dict.fromkeys(active, w)}
+    st.routes(weights)
+
+
+def _rollback(st: _Step, why: str) -> None:
+    s = st.state
+    st.go(Phase.ROLLED_BACK, f"rolled back: {why}", paused_from=None)
+    st.routes({s.stable: 100.0})  # first: one table push, all weight to stable, shadow off
+    for c in s.candidates:
+        if c.status in ("active", "failed"):
+            st.set_candidate(c.name, "failed" if c.status == "failed" else "withdrawn", why)
+            st.actions.append(Action("delete", version=c.name))
+    st.notify(f"{s.model}: rolled back ({why})")
+
+
+def _promote(st: _Step, name: str, why: str) -> None:
+    s = st.state
+    old = s.stable
+    st.go(Phase.PROMOTED, f"{why}; promoted {name} to stable (was {old})",
+          stable=name, previous_stable=old,
+          retire_at=st.now + st.spec.rollback_window_s, paused_from=None)
+    st.set_candidate(name, "promoted", why)
+    st.routes({name: 100.0})
+    for other in st.state.active():
+        st.set_candidate(other, "withdrawn", f"{name} was promoted")
+        st.actions.append(Action("delete", version=other))
+    st.notify(f"{s.model}: promoted {name}")
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _command(st: _Step, cmd: Command) -> None:
+    s = st.state
+    who = f"{cmd.verb} by {cmd.actor}" + (f" ({cmd.reason})" if cmd.reason else "")
+    if cmd.verb == "pause":
+        if s.phase not in ACTIVE or s.phase == Phase.PAUSED:
+            raise IllegalTransition(f"cannot pause in phase {s.phase}")
+        st.go(Phase.PAUSED, who, paused_from=s.phase)
+    elif cmd.verb == "resume":
+        if s.phase != Phase.PAUSED or s.paused_from is None:
+            raise IllegalTransition(f"cannot resume in phase {s.phase}")
+        st.go(s.paused_from, who, paused_from=None)
+    elif cmd.verb == "approve":
+        if s.phase != Phase.AWAITING_APPROVAL:
+            raise IllegalTransition(f"nothing waits for approval in phase {s.phase}")
+        _advance(st, who)
+    elif cmd.verb == "promote":
+        _promote_cmd(st, cmd, who)
+    elif cmd.verb == "abort":
+        if s.phase not in ACTIVE:
+            raise IllegalTransition(f"cannot abort in phase {s.phase}; use undo after promotion")
+        _rollback(st, who)
+    elif cmd.verb == "undo":
+        if s.phase != Phase.PROMOTED or not s.previous_stable:
+            raise IllegalTransition(f"undo needs a promotion within its window; phase {s.phase}")
+        promoted, old = s.stable, s.previous_stable
+        st.go(Phase.ROLLED_BACK, f"{who}: {old} is stable again", stable=old,
+              previous_stable=None, retire_at=None)
+        st.routes({old: 100.0})
+        st.set_candidate(promoted, "withdrawn", who)
+        st.actions.append(Action("delete", version=promoted))
+    elif cmd.verb == "retry":
+        if s.phase != Phase.ROLLED_BACK:
+            raise IllegalTransition(f"retry needs a rolled-back rollout; phase {s.phase}")
+        cands = tuple(Candidate(c.name) for c in s.candidates)
+        st.go(Phase.DEPLOYING, who, candidates=cands, step=-1, step_requests=0,
+              attempt=s.attempt + 1)
+        for c in cands:
+            st.actions.append(Action("deploy", version=c.name))
+    else:
+        raise IllegalTransition(f"unknown verb {cmd.verb!r}")
+
+
+def _promote_cmd(st: _Step, cmd: Command, who: str) -> None:
+    s = st.state
+    if s.phase not in (Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL, Phase.PAUSED):
+        raise IllegalTransition(f"cannot promote in phase {s.phase}")
+    active = s.active()
+    if cmd.candidate is not None and cmd.candidate not in active:
+        raise IllegalTransition(f"{cmd.candidate!r} is not an active candidate: {active}")
+    if s.phase == Phase.PAUSED:
+        st.state = st.state.evolve(phase=s.paused_from or Phase.CANARY, paused_from=None)
+    last = s.step >= len(st.spec.strategy.steps) - 1
+    if cmd.full or (cmd.candidate and len(active) > 1 and last):
+        name = cmd.candidate or (active[0] if len(active) == 1 else None)
+        if name is None:
+            raise IllegalTransition(f"several candidates are active ({active}): name one")
+        _promote(st, name, who)
+        return
+    if st.state.phase == Phase.SHADOW:
+        _enter_step(st, 0, who)
+    else:
+        _advance(st, who)

@@ -1,0 +1,157 @@
+"""The rollout's state, its inputs per tick and the actions ``decide`` returns. Plain values.
+
+Everything here is JSON-able (``to_dict``/``from_dict``) so the store can persist it and a
+replay can feed it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from rayrollout.analysis.result import CheckResult
+from rayrollout.controller.phases import Phase
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    status: str = "active"  # active | failed | promoted | withdrawn
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Where a rollout is. ``weights`` (percent) and ``shadow`` are the table of ``epoch``."""
+
+    model: str
+    stable: str
+    candidates: tuple[Candidate, ...]
+    phase: Phase = Phase.PENDING
+    step: int = -1
+    epoch: int = 0
+    weights: dict[str, float] = field(default_factory=dict)
+    shadow: str | None = None
+    shadow_fraction: float = 0.0
+    phase_since: float = 0.0
+    step_requests: int = 0  # candidate requests (least-exposed candidate) in this step
+    shadow_compared: int = 0
+    previous_stable: str | None = None
+    retire_at: float | None = None
+    paused_from: Phase | None = None
+    attempt: int = 1
+    seq: int = 0  # number of decisions taken
+
+    def active(self) -> list[str]:
+        return [c.name for c in self.candidates if c.status == "active"]
+
+    def evolve(self, **kw: Any) -> RolloutState:
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["phase"] = str(self.phase)
+        d["paused_from"] = str(self.paused_from) if self.paused_from else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RolloutState:
+        d = dict(d)
+        d["phase"] = Phase(d["phase"])
+        d["paused_from"] = Phase(d["paused_from"]) if d.get("paused_from") else None
+        d["candidates"] = tuple(Candidate(**c) for c in d["candidates"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A person's verb: pause, resume, approve, promote, abort, retry, undo."""
+
+    verb: str
+    actor: str = "system"  # which admin token (by name) or API caller acted
+    full: bool = False  # promote: to 100% now rather than to the next step
+    candidate: str | None = None  # promote: which candidate (A/B/n)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the shell saw this tick. ``results`` holds each active candidate's check results."""
+
+    now: float
+    results: dict[str, list[CheckResult]] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)  # new requests per version
+    shadow_compared: int = 0  # new shadow comparisons
+    ready: frozenset[str] = frozenset()  # version apps that are deployed and serving
+    failed_deploys: dict[str, str] = field(default_factory=dict)
+    command: Command | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "results": {k: [r.to_dict() for r in v] for k, v in self.results.items()},
+            "requests": dict(self.requests),
+            "shadow_compared": self.shadow_compared,
+            "ready": sorted(self.ready),
+            "failed_deploys": dict(self.failed_deploys),
+            "command": asdict(self.command) if self.command else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Observation:
+        return cls(
+            now=d["now"],
+            results={k: [CheckResult.from_dict(r) for r in v] for k, v in d["results"].items()},
+            requests=dict(d["requests"]),
+            shadow_compared=d["shadow_compared"],
+            ready=frozenset(d["ready"]),
+            failed_deploys=dict(d.get("failed_deploys", {})),
+            command=Command(**d["command"]) if d.get("command") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something the shell must do. ``kind``: deploy, delete, routes, notify."""
+
+    kind: str
+    version: str | None = None
+    epoch: int | None = None
+    weights: dict[str, float] | None = None
+    shadow: str | None = None
+    shadow_fraction: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", 0.0) or k == "kind"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Action:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One entry of the decision log: what changed, why, with the evidence."""
+
+    seq: int
+    now: float
+    phase_from: str
+    phase_to: str
+    step: int
+    epoch: int
+    actions: list[Action]
+    reason: str
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    actor: str = "controller"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["actions"] = [a.to_dict() for a in self.actions]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        d = dict(d)
+        d["actions"] = [Action.from_dict(a) for a in d["actions"]]
+        return cls(**d)

@@ -1,0 +1,196 @@
+"""The rollout spec: what to roll out, in which steps, guarded by which checks. Strict pydantic.
+
+A spec is validated before anything starts (``rayrollout validate``, the Python API, the admin
+API, ``serve run``); an error names the field and the value, e.g.
+``strategy.steps: steps must increase: steps[2].weight=30 <= steps[1].weight=40``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import Field, JsonValue, field_validator, model_validator
+
+from rayrollout.config import (
+    NAME_PATTERN,
+    ActorOptions,
+    BatchingConfig,
+    RouterConfig,
+    Strict,
+    VersionConfig,
+)
+
+JudgeKind = Literal[
+    "errors",
+    "latency",
+    "latency_tail",
+    "drift",
+    "disagreement",
+    "accuracy",
+    "threshold_errors",
+    "threshold_latency",
+]
+SEQUENTIAL = frozenset({"errors", "latency", "latency_tail", "drift", "disagreement", "accuracy"})
+
+
+class VersionSpec(Strict):
+    """One version of the rollout's model: artifact, runtime, resources, batching, flags.
+
+    ``flags`` (feature flags and config) are served with the version and roll back with it.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    runtime: Literal["onnx", "torchscript"]
+    artifact: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    num_replicas: int = Field(1, ge=1, le=1024)
+    max_ongoing_requests: int = Field(256, ge=1)
+    ray_actor_options: ActorOptions = ActorOptions()
+    batching: BatchingConfig = BatchingConfig()
+    intra_op_threads: int = Field(1, ge=1, le=64)
+    flags: dict[str, JsonValue] = Field(default_factory=dict)
+
+    def for_model(self, model: str) -> VersionConfig:
+        return VersionConfig.model_validate({"model": model, **self.model_dump(mode="json")})
+
+
+class StepSpec(Strict):
+    """One canary step: ``weight`` percent to each candidate for at least ``min_duration_s``
+    and ``min_requests`` candidate requests; ``approval`` waits for a person before leaving."""
+
+    weight: float = Field(gt=0, le=100)
+    min_duration_s: float = Field(0.0, ge=0)
+    min_requests: int = Field(0, ge=0)
+    approval: bool = False
+
+
+class ShadowPhaseSpec(Strict):
+    """Before any user sees a candidate: mirror ``fraction`` of requests to it."""
+
+    fraction: float = Field(1.0, gt=0, le=1)
+    min_duration_s: float = Field(0.0, ge=0)
+    min_comparisons: int = Field(100, ge=0)
+    max_in_flight: int = Field(64, ge=1)
+
+
+class StrategySpec(Strict):
+    shadow: ShadowPhaseSpec | None = None
+    steps: list[StepSpec] = Field(min_length=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        for i in range(1, len(steps)):
+            if steps[i].weight <= steps[i - 1].weight:
+                raise ValueError(
+                    f"steps must increase: steps[{i}].weight={steps[i].weight:g} <= "
+                    f"steps[{i - 1}].weight={steps[i - 1].weight:g}"
+                )
+        return steps
+
+
+class CheckSpec(Strict):
+    """One judge guarding the rollout. ``weight`` is its share of the alpha budget."""
+
+    kind: JudgeKind
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+    weight: float = Field(1.0, gt=0)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def check_name(self) -> str:
+        return self.name or self.kind
+
+
+def _default_checks() -> list[CheckSpec]:
+    return [CheckSpec(kind="errors"), CheckSpec(kind="latency"), CheckSpec(kind="latency_tail")]
+
+
+class AnalysisSpec(Strict):
+    """The checks, one false-rollback budget ``alpha`` split over them (and the candidates),
+    hard SLO guards, and a warm-up excluded from the statistics."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    warmup_s: float = Field(0.0, ge=0)
+    checks: list[CheckSpec] = Field(default_factory=_default_checks)
+    guards: list[CheckSpec] = Field(default_factory=list)
+    tick_s: float = Field(1.0, ge=0.1, le=60)
+    unit_mode: Literal["request", "session"] = "request"
+
+    @model_validator(mode="after")
+    def _kinds_in_place(self) -> AnalysisSpec:
+        for i, c in enumerate(self.checks):
+            if c.kind not in SEQUENTIAL:
+                raise ValueError(
+                    f"checks[{i}].kind={c.kind!r} is a threshold guard: list it under guards"
+                )
+        for i, g in enumerate(self.guards):
+            if g.kind in SEQUENTIAL:
+                raise ValueError(f"guards[{i}].kind={g.kind!r} is a sequential check: list it "
+                                 "under checks")
+        names = [c.check_name for c in [*self.checks, *self.guards]]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"check names must be unique: {dup} repeated (set name:)")
+        return self
+
+
+class RolloutSpec(Strict):
+    """A whole rollout of ``candidates`` against ``stable`` for one model."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    stable: VersionSpec
+    candidates: list[VersionSpec] = Field(min_length=1, max_length=8)
+    strategy: StrategySpec
+    analysis: AnalysisSpec = AnalysisSpec()
+    rollback_window_s: float = Field(300.0, ge=0)
+    router: dict[str, JsonValue] = Field(default_factory=dict)  # extra RouterConfig fields
+    store_path: str | None = None  # SQLite file; default under ~/.rayrollout/
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutSpec:
+        names = [self.stable.name] + [c.name for c in self.candidates]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"version names must be unique: {dup} repeated")
+        top = self.strategy.steps[-1].weight * len(self.candidates)
+        if top > 100:
+            raise ValueError(
+                f"strategy.steps[-1].weight={self.strategy.steps[-1].weight:g} x "
+                f"{len(self.candidates)} candidates = {top:g}% > 100%"
+            )
+        if self.strategy.shadow and len(self.candidates) > 1:
+            raise ValueError("strategy.shadow supports one candidate; got "
+                             f"{len(self.candidates)}")
+        bad = set(self.router) & {"model", "weights", "shadow", "flags"}
+        if bad:
+            raise ValueError(f"router.{sorted(bad)[0]} is set by the rollout, not by hand")
+        RouterConfig.model_validate(self.router_config({self.stable.name: 100.0}, None, 1.0))
+        return self
+
+    def version(self, name: str) -> VersionSpec:
+        for v in [self.stable, *self.candidates]:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def router_config(
+        self, weights: dict[str, float], shadow: str | None, fraction: float
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "model": self.model,
+            "weights": weights,
+            "flags": {v.name: dict(v.flags) for v in [self.stable, *self.candidates]
+                      if v.flags and v.name in weights},
+            **self.router,
+        }
+        if shadow:
+            doc["shadow"] = {"version": shadow, "fraction": fraction}
+        return doc
+
+    def digest(self) -> str:
+        """A stable hash of the spec: the same spec started twice is the same rollout."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
