@@ -116,7 +116,12 @@ class RouterConfig(Strict):
     request_timeout_s: float = Field(30.0, gt=0)
     event_buffer: int = Field(200_000, ge=100)
     seed: int | None = None  # for the per-request random choice; None draws from the OS
-    admin_token_env: str = "RAYROLLOUT_ADMIN_TOKEN"
+    # Admin API bearer tokens by name ("alice": "<secret>"); more come from the environment
+    # variable named by ``admin_tokens_env`` as "name:token,name:token". No token: admin off.
+    admin_tokens: dict[str, str] = Field(default_factory=dict)
+    admin_tokens_env: str = "RAYROLLOUT_ADMIN_TOKENS"
+    # A rollout to start when the router comes up (``serve run`` of a rollout config).
+    rollout: dict[str, JsonValue] | None = None
     deployment: RouterDeployment = RouterDeployment()
 
     @field_validator("weights")

@@ -95,6 +95,7 @@ class ControllerCore:
         self.rollout = rollout
         self.store = store
         self.judges = judges if judges is not None else build_judges(spec)
+        self.last_results: dict[str, list[Any]] = {}
 
     @classmethod
     def create(
@@ -145,6 +146,8 @@ class ControllerCore:
         requests = requests or {}
         failed = failed or {}
         results = self._judge(now, events, shadow) if command is None else {}
+        if results:
+            self.last_results = results
         obs = Observation(
             now=now,
             results=results,

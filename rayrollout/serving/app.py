@@ -18,6 +18,7 @@ from ray.serve import Application
 from rayrollout.config import RouterConfig, VersionConfig
 from rayrollout.serving.router import Router
 from rayrollout.serving.version import ModelVersion
+from rayrollout.spec import RolloutSpec
 
 
 def build_version(config: VersionConfig) -> Application:
@@ -60,3 +61,14 @@ def deploy(
         absolute = v.model_copy(update={"artifact": str(v.artifact_path(artifact_base))})
         serve.run(build_version(absolute), name=v.app_name, route_prefix=None)
     serve.run(build_router(rcfg), name=rcfg.app_name, route_prefix=route_prefix)
+
+
+def build_rollout(spec: RolloutSpec) -> Application:
+    """The router of ``spec.model``, which starts the rollout of ``spec`` when it comes up.
+
+    ``serve run configs/rollout-<model>.yaml`` needs only this one application: the controller
+    deploys the stable and candidate versions itself.
+    """
+    doc = spec.router_config({spec.stable.name: 100.0}, None, 1.0)
+    doc["rollout"] = spec.model_dump(mode="json")
+    return build_router(RouterConfig.model_validate(doc))

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from typing import Any
 
@@ -43,6 +44,7 @@ from rayrollout.errors import (
 from rayrollout.events import Outcome, RequestEvent, ShadowEvent
 from rayrollout.routing import RoutingTable
 from rayrollout.runtime import ModelSignature, TensorSpec, summarize_prediction
+from rayrollout.serving.admin import AdminAPI
 from rayrollout.serving.exporter import MetricsExporter
 
 log = logging.getLogger("rayrollout.router")
@@ -90,6 +92,9 @@ class Router:
         self.recorder = Recorder(replica, self.cfg.event_buffer)
         self._rng = random.Random(self.cfg.seed)
         self._exporter = MetricsExporter(self.model, self.recorder, lambda: self.table)
+        self.admin = AdminAPI(self.cfg)
+        if self.cfg.rollout is not None:  # serve run of a rollout config: start it
+            threading.Thread(target=self.admin.start_rollout, daemon=True).start()
 
     # -- control plane ------------------------------------------------------------------------
 
@@ -179,6 +184,8 @@ class Router:
                     return await self._ready_response(method, version)
                 if not rest:
                     return await self._metadata(method, version)
+        elif n >= 1 and parts[0] == "rollout":
+            return await self.admin.handle(request, parts[1:])
         elif n >= 2 and parts[0] == "v1" and parts[1] == "models":
             if n == 2:
                 return self._get(method, self._list_models)
