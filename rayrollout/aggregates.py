@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayrollout.events import Outcome, RequestEvent, ShadowEvent
+from rayrollout.events import LabelledEvent, Outcome, RequestEvent, ShadowEvent
 
 # Latency bucket upper bounds in ms: 1-2-5 steps with 4 sub-steps, 0.1 ms .. 60 s.
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -107,6 +107,8 @@ class Collected:
     shadow: list[ShadowEvent]
     dropped_events: int  # events that fell off the bounded buffer since the last collect
     epoch: int
+    labelled: list[LabelledEvent] = field(default_factory=list)
+    feedback_unmatched: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,8 @@ class Collected:
             "shadow": [list(e) for e in self.shadow],
             "dropped_events": self.dropped_events,
             "epoch": self.epoch,
+            "labelled": [list(e) for e in self.labelled],
+            "feedback_unmatched": self.feedback_unmatched,
         }
 
     @classmethod
@@ -127,6 +131,8 @@ class Collected:
             shadow=[ShadowEvent(*e) for e in d["shadow"]],
             dropped_events=d["dropped_events"],
             epoch=d["epoch"],
+            labelled=[LabelledEvent(*e) for e in d.get("labelled", [])],
+            feedback_unmatched=d.get("feedback_unmatched", 0),
         )
 
 
@@ -142,6 +148,8 @@ class Recorder:
         self._last: dict[str, VersionStats] = {}
         self._events: deque[RequestEvent] = deque(maxlen=max_events)
         self._shadow: deque[ShadowEvent] = deque(maxlen=max_events)
+        self._labelled: deque[LabelledEvent] = deque(maxlen=max_events)
+        self._unmatched = 0
         self._appended = 0
         self._drained = 0
 
@@ -189,6 +197,13 @@ class Recorder:
             s.shadow_errors += 1
         self._shadow.append(ev)
 
+    def record_label(self, ev: LabelledEvent | None) -> None:
+        """A label that came back for a served request (``None``: the request was unknown)."""
+        if ev is None:
+            self._unmatched += 1
+        else:
+            self._labelled.append(ev)
+
     def shadow_dropped(self, shadow: str) -> None:
         self._stats(shadow).shadow_dropped += 1
 
@@ -205,4 +220,7 @@ class Recorder:
         self._shadow.clear()
         lost = self._appended - self._drained - len(events)
         self._drained = self._appended
-        return Collected(self.replica, delta, events, shadow, lost, epoch)
+        labelled = list(self._labelled)
+        self._labelled.clear()
+        unmatched, self._unmatched = self._unmatched, 0
+        return Collected(self.replica, delta, events, shadow, lost, epoch, labelled, unmatched)

@@ -18,7 +18,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ActorOptions(Strict):
@@ -115,6 +115,7 @@ class RouterConfig(Strict):
     max_batch_rows: int = Field(1024, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
     event_buffer: int = Field(200_000, ge=100)
+    feedback_window: int = Field(100_000, ge=0)  # served requests kept to join labels to
     seed: int | None = None  # for the per-request random choice; None draws from the OS
     # Admin API bearer tokens by name ("alice": "<secret>"); more come from the environment
     # variable named by ``admin_tokens_env`` as "name:token,name:token". No token: admin off.

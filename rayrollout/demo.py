@@ -1,8 +1,13 @@
 """``rayrollout demo``: the README's main job, on an embedded local Ray.
 
-Deploys the model versions and the router of ``configs/digits.yaml``, sends held-out digits as
-real HTTP traffic (with a few bad requests mixed in), and prints what each version served, how
-accurate it was, how often the shadow agreed, and what was rejected. Leaves nothing running.
+1. Deploys ``v1`` behind the router and rolls out ``v2`` (``configs/rollout-digits.yaml``):
+   shadow, 10%, 50%, promotion — under real HTTP traffic from the held-out digits, with the
+   true labels posted back to the feedback route so accuracy is judged too.
+2. Rolls out ``v2-regressed`` over the new stable (``configs/rollout-regressed.yaml``); it is
+   rolled back automatically when the accuracy check crosses its evidence threshold.
+3. Prints both decisions with their evidence, verifies the hash-chained log, replays both
+   rollouts from their recorded inputs, and shuts everything down. Exit 0 when v2 was promoted
+   and v2-regressed rolled back with no failed request on the stable path.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ import logging
 import os
 import socket
 import sys
+import tempfile
+import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from rayrollout.config import RouterConfig, VersionConfig, project_root
+from rayrollout.config import project_root
 
 
 def _free_port() -> int:
@@ -29,152 +35,154 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_serve_config(path: Path) -> tuple[RouterConfig, list[VersionConfig]]:
-    """The router and version configs of a Serve multi-app YAML written for rayrollout."""
-    doc = yaml.safe_load(path.read_text())
-    router, versions = None, []
-    for app in doc.get("applications", []):
-        target = app["import_path"].split(":")[-1]
-        if target == "build_router":
-            router = RouterConfig.model_validate(app["args"])
-        elif target == "build_version":
-            versions.append(VersionConfig.model_validate(app["args"]))
-    if router is None:
-        raise SystemExit(f"{path}: no application uses rayrollout.serving.app:build_router")
-    return router, versions
+class Traffic:
+    """Clients sending held-out digits and posting the true label back for each answer."""
 
+    def __init__(self, base: str, model: str, X: np.ndarray, y: np.ndarray, conc: int) -> None:
+        self.base, self.model, self.X, self.y, self.conc = base, model, X, y, conc
+        self.served: Counter[str] = Counter()
+        self.correct: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.rejected = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-async def _traffic(
-    base: str, model: str, X: np.ndarray, y: np.ndarray, n: int, conc: int
-) -> tuple[dict[str, Counter[str]], int]:
-    import httpx
+    def start(self) -> None:
+        self._thread.start()
 
-    served: dict[str, Counter[str]] = defaultdict(Counter)
-    rejected = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
-    async def worker(c: httpx.AsyncClient) -> None:
-        nonlocal rejected
-        while not queue.empty():
-            i = queue.get_nowait()
-            if i % 50 == 49:  # a malformed request now and then: answered 4xx, never a failure
-                r = await c.post(f"/v1/models/{model}/predict", json={"instances": [[1.0, 2.0]]})
-                rejected += r.status_code == 400
+    async def _run(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.base, timeout=30) as c:
+            await asyncio.gather(*(self._worker(c, k) for k in range(self.conc)))
+
+    async def _worker(self, c: Any, k: int) -> None:
+        i = k
+        url = f"/v1/models/{self.model}"
+        while not self._stop.is_set():
+            i += self.conc
+            if i % 97 == 0:  # now and then a malformed request: a 4xx, never a model failure
+                r = await c.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]})
+                self.rejected += r.status_code == 400
                 continue
-            row = X[i % len(X)]
-            r = await c.post(
-                f"/v1/models/{model}/predict",
-                json={"instances": [row.tolist()]},
-                headers={"x-rollout-key": f"user-{i % 400}"} if i % 2 else {},
-            )
+            j = i % len(self.X)
+            try:
+                r = await c.post(f"{url}/predict", json={"instances": [self.X[j].tolist()]})
+            except Exception:
+                self.failed["connection"] += 1
+                continue
             v = r.headers.get("x-model-version", "?")
-            ok = r.status_code == 200 and r.json()["predictions"][0] == int(y[i % len(y)])
-            served[v]["requests"] += 1
-            served[v]["correct"] += ok
-            served[v]["failed"] += r.status_code >= 500
+            if r.status_code != 200:
+                self.failed[v] += 1
+                continue
+            self.served[v] += 1
+            self.correct[v] += r.json()["predictions"][0] == int(self.y[j])
+            rid = r.headers["x-rollout-request-id"]
+            await c.post(f"{url}/feedback", json={"request_id": rid, "label": int(self.y[j])})
 
-    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-        await asyncio.gather(*(worker(c) for _ in range(conc)))
-    return served, rejected
+
+def _line(st: dict[str, Any]) -> str:
+    steps = st.get("steps") or []
+    step = f"step {st['step'] + 1}/{len(steps)}" if st.get("step", -1) >= 0 else ""
+    w = " ".join(f"{v}={p:g}%" for v, p in st.get("weights", {}).items())
+    sh = f" shadow={st['shadow']}" if st.get("shadow") else ""
+    checks = []
+    for rs in st.get("checks", {}).values():
+        for r in rs:
+            ev = f" E=10^{r['log_e'] / 2.302585:.1f}" if r.get("log_e") is not None else ""
+            checks.append(f"{r['check']}:{r['verdict']}{ev}")
+    return f"  {st['phase']:<18} {step:<9} epoch {st['epoch']:<3} {w}{sh}  {' '.join(checks)}"
 
 
-def run(config: Path | None = None, requests: int = 2000, concurrency: int = 16) -> int:
+def _follow(ro: Any, timeout_s: float) -> dict[str, Any]:
+    last_key, last_print = None, 0.0
+    for st in ro.watch(0.5, timeout_s):
+        key = (st["phase"], st["step"], st["epoch"])
+        if key != last_key or time.monotonic() - last_print > 5:
+            print(_line(st), flush=True)
+            last_key, last_print = key, time.monotonic()
+    return dict(ro.status())
+
+
+def _summary(title: str, history: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    for h in history:
+        print(f"  #{h['seq']:<2} {h['phase_from']:>17} -> {h['phase_to']:<17} {h['reason']}")
+    final = history[-1] if history else None
+    if final:
+        for cand, results in final["evidence"].items():
+            for r in results:
+                e = r.get("log_e")
+                ev = f"log10 E={e / 2.302585:.2f}" if e is not None else ""
+                print(f"      {cand}.{r['check']:<14} {r['verdict']:<13} {ev:<15} {r['reason']}")
+
+
+def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> int:
+    """Run the demo; ``config`` overrides the first rollout. Returns the exit status."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
     import ray
     from ray import serve
 
-    from rayrollout.aggregates import Collected, merge_stats
-    from rayrollout.serving.app import deploy
+    import rayrollout.api as rr
 
     root = project_root()
-    config = config or root / "configs" / "digits.yaml"
-    router, versions = load_serve_config(config)
     data = np.load(root / "models" / "heldout.npz")
     X, y = data["X"].astype(np.float32), data["y"]
+    first = rr.load_spec(config or root / "configs" / "rollout-digits.yaml")
+    second = rr.load_spec(root / "configs" / "rollout-regressed.yaml")
+    store = Path(tempfile.mkdtemp(prefix="rayrollout-demo-")) / "rollouts.db"
     port = _free_port()
     t0 = time.monotonic()
-    print(f"rayrollout demo: starting a local Ray and Serve on 127.0.0.1:{port}", flush=True)
-    ray.init(
-        address="local",
-        num_cpus=8,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
+    print(f"rayrollout demo: local Ray + Serve on http://127.0.0.1:{port} (store {store})")
+    ray.init(address="local", num_cpus=8, include_dashboard=False,
+             logging_level=logging.ERROR, log_to_driver=False)
+    traffic = None
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        deploy(router, versions, artifact_base=root)
-        print(
-            f"deployed {', '.join(v.name for v in versions)} behind the router of "
-            f"{router.model!r} in {time.monotonic() - t0:.1f} s; weights {dict(router.weights)}"
-            + (
-                f", shadow {router.shadow.version} on {router.shadow.fraction:.0%}"
-                if router.shadow
-                else ""
-            ),
-            flush=True,
-        )
-        t1 = time.monotonic()
-        served, rejected = asyncio.run(
-            _traffic(f"http://127.0.0.1:{port}", router.model, X, y, requests, concurrency)
-        )
-        dt = time.monotonic() - t1
-        handle = serve.get_deployment_handle("Router", router.app_name)
-        time.sleep(0.5)  # let the last shadow calls finish
-        stats = merge_stats(
-            [Collected.from_dict(c).stats for c in handle.broadcast("collect").results()]
-        )
-        _report(router, served, rejected, stats, requests, dt)
-        failed = sum(c["failed"] for c in served.values())
-        return 0 if failed == 0 else 1
+        first = first.model_copy(update={"store_path": str(store)})
+        second = second.model_copy(update={"store_path": str(store)})
+        rr.ensure_serving(first)
+        print(f"stable {first.stable.name} is serving ({time.monotonic() - t0:.0f} s); "
+              f"sending held-out digits from {concurrency} clients, labels posted back")
+        traffic = Traffic(f"http://127.0.0.1:{port}", first.model, X, y, concurrency)
+        traffic.start()
+
+        print(f"\n[1] rolling out {first.candidates[0].name} over {first.stable.name}")
+        ro = rr.start(first)
+        st1 = _follow(ro, 300)
+        h1 = ro.history()
+        print(f"\n[2] rolling out {second.candidates[0].name} over {second.stable.name}")
+        ro = rr.start(second)
+        st2 = _follow(ro, 300)
+        h2 = ro.history()
+        traffic.stop()
+
+        _summary(f"rollout 1: {first.candidates[0].name} -> {st1['phase']}", h1)
+        _summary(f"rollout 2: {second.candidates[0].name} -> {st2['phase']}", h2)
+        print("\nserved (accuracy against the true labels):")
+        for v, n in sorted(traffic.served.items()):
+            print(f"  {v:<14} {n:>6} requests  {traffic.correct[v] / n:6.1%}")
+        failed = sum(traffic.failed.values())
+        print(f"  rejected bad requests: {traffic.rejected}; failed requests: {failed}")
+        chain = ro.verify()
+        replays = [ro.replay(r) for r in sorted({h["rollout"] for h in h1 + h2})]
+        print(f"decision log: {chain['message']}; replay from recorded inputs: "
+              + ", ".join(f"rollout {r['rollout']} "
+                          f"{'identical' if r['identical'] else 'DIFFERS'}" for r in replays))
+        ok = (st1["phase"] in ("promoted", "completed") and st2["phase"] == "rolled_back"
+              and failed == 0 and chain["ok"] and all(r["identical"] for r in replays))
+        print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
+        return 0 if ok else 1
     finally:
+        if traffic is not None:
+            traffic.stop()
         serve.shutdown()
         ray.shutdown()
-
-
-def _report(
-    router: RouterConfig,
-    served: dict[str, Counter[str]],
-    rejected: int,
-    stats: dict[str, Any],
-    n: int,
-    dt: float,
-) -> None:
-    total = sum(c["requests"] for c in served.values())
-    print(
-        f"\nsent {n} requests in {dt:.1f} s ({n / dt:.0f} req/s), {rejected} rejected as bad input"
-    )
-    print(
-        f"{'version':<14}{'weight':>8}{'served':>9}{'share':>8}{'accuracy':>10}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
-    )
-    for v, w in router.weights.items():
-        c, s = served.get(v, Counter()), stats.get(v)
-        share = c["requests"] / total if total else 0.0
-        acc = c["correct"] / c["requests"] if c["requests"] else float("nan")
-        p50 = s.latency_quantile(0.5) if s else float("nan")
-        p99 = s.latency_quantile(0.99) if s else float("nan")
-        print(
-            f"{v:<14}{w:>7.0f}%{c['requests']:>9}{share:>8.1%}{acc:>10.1%}"
-            f"{p50:>9.1f}{p99:>9.1f}{c['failed']:>8}"
-        )
-    if router.shadow:
-        s = stats.get(router.shadow.version)
-        if s and s.shadow_compared:
-            agree = 1 - s.shadow_disagree / s.shadow_compared
-            print(
-                f"shadow {router.shadow.version}: {s.shadow_compared} comparisons, "
-                f"{agree:.1%} agreement with the primary, {s.shadow_dropped} dropped, "
-                f"{s.shadow_errors} errors"
-            )
-    rej = sum(s.rejected for s in stats.values())
-    print(
-        f"router counted {rej} rejected requests and "
-        f"{sum(s.failures for s in stats.values())} model failures"
-    )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,23 @@ class ShadowEvent(NamedTuple):
     shadow_ok: bool
 
 
+class LabelledEvent(NamedTuple):
+    """A request whose ground-truth label came back (joined later, keyed by request).
+
+    ``weight`` is the routing probability of ``version`` (as in ``RequestEvent``); ``prob`` the
+    model's probability for the label it predicted (``correct`` tells whether it was right),
+    used for the Brier score; NaN when the model gives none.
+    """
+
+    t: float  # when the request arrived at the router (not when the label came back)
+    version: str
+    weight: float
+    correct: bool
+    prob: float
+    epoch: int = -1  # routing-table epoch, -1 when unknown
+    randomised: bool = True
+
+
 @dataclass(frozen=True)
 class EventBatch:
     """Columnar view of request events (numpy arrays of equal length)."""

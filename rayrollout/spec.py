@@ -134,6 +134,9 @@ class AnalysisSpec(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"check names must be unique: {dup} repeated (set name:)")
+        from rayrollout.checks import check_judges
+
+        check_judges(self, 1)  # bad params fail here, naming the check and the parameter
         return self
 
 

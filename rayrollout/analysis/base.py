@@ -1,4 +1,4 @@
-"""The ``Judge`` plug-in point and the labelled-event record judges consume.
+"""The ``Judge`` plug-in point (``LabelledEvent`` is re-exported from ``rayrollout.events``).
 
 A judge compares a candidate version with a baseline version for one check. The controller
 calls ``observe`` every tick with only the *new* events (incremental, O(new events)), then
@@ -17,27 +17,12 @@ Guarantees every built-in judge keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rayrollout.analysis.result import CheckResult
-from rayrollout.events import EventBatch, ShadowEvent
 
-
-class LabelledEvent(NamedTuple):
-    """A request whose ground-truth label came back (joined later, keyed by request).
-
-    ``weight`` is the routing probability of ``version`` (as in ``RequestEvent``); ``prob`` the
-    model's probability for the label it predicted (``correct`` tells whether it was right),
-    used for the Brier score; NaN when the model gives none.
-    """
-
-    t: float  # when the request arrived at the router (not when the label came back)
-    version: str
-    weight: float
-    correct: bool
-    prob: float
-    epoch: int = -1  # routing-table epoch, -1 when unknown
-    randomised: bool = True
+__all__ = ["Judge", "LabelledEvent"]
+from rayrollout.events import EventBatch, LabelledEvent, ShadowEvent
 
 
 @runtime_checkable

@@ -184,13 +184,14 @@ class RolloutController:
                 return None
             events = sorted((e for p in parts for e in p.events), key=lambda e: e.t)
             shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
+            labelled = sorted((e for p in parts for e in p.labelled), key=lambda e: e.t)
             requests: dict[str, int] = defaultdict(int)
             for p in parts:
                 for v, st in p.stats.items():
                     requests[v] += st.requests - st.rejected
             ready, failed = self._app_status(core)
             actions, decision = core.tick(time.time(), events, shadow, dict(requests), ready,
-                                          failed)
+                                          failed, labelled=labelled)
             self._apply(core, actions, decision)
             if parts and min(p.epoch for p in parts) < core.state.epoch:
                 self._push(core)  # a router replica restarted with an older table

@@ -17,38 +17,27 @@ from dataclasses import asdict
 from typing import Any
 
 from rayrollout.analysis.base import Judge
-from rayrollout.analysis.budget import split_alpha
-from rayrollout.analysis.registry import make_judge, restore_judge
+from rayrollout.analysis.registry import restore_judge
+from rayrollout.checks import check_judges
 from rayrollout.controller.decide import decide, initial_state
-from rayrollout.controller.phases import ACTIVE
+from rayrollout.controller.phases import ACTIVE, IllegalTransition
 from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
 from rayrollout.controller.store import Store, canonical
-from rayrollout.events import EventBatch, RequestEvent, ShadowEvent
-from rayrollout.spec import SEQUENTIAL, RolloutSpec
+from rayrollout.events import EventBatch, LabelledEvent, RequestEvent, ShadowEvent
+from rayrollout.spec import RolloutSpec
 
 
 def build_judges(spec: RolloutSpec) -> dict[str, dict[str, Judge]]:
     """One judge per (candidate, check), with the alpha budget split over checks and candidates."""
-    a = spec.analysis
-    seq_checks = a.checks
-    budget = split_alpha(
-        a.alpha,
-        [c.check_name for c in seq_checks],
-        candidates=len(spec.candidates),
-        weights={c.check_name: c.weight for c in seq_checks},
-    )
-    out: dict[str, dict[str, Judge]] = {}
-    for cand in spec.candidates:
-        judges: dict[str, Judge] = {}
-        for c in [*a.checks, *a.guards]:
-            params: dict[str, Any] = {"name": c.check_name}
-            if c.kind in SEQUENTIAL:
-                params.update(alpha=budget.share(c.check_name), warmup_s=a.warmup_s)
-                params.setdefault("unit_mode", a.unit_mode)
-            params.update(c.params)
-            judges[c.check_name] = make_judge(c.kind, params)
-        out[cand.name] = judges
-    return out
+    return {cand.name: check_judges(spec.analysis, len(spec.candidates))
+            for cand in spec.candidates}
+
+
+def _restore(saved: dict[str, Any]) -> dict[str, dict[str, Judge]]:
+    return {
+        cand: {name: restore_judge(js) for name, js in checks.items()}
+        for cand, checks in saved["judges"].items()
+    }
 
 
 def _nan_to_none(row: Sequence[Any]) -> list[Any]:
@@ -67,8 +56,10 @@ def encode_inputs(
     ready: frozenset[str],
     failed: dict[str, str],
     command: Command | None,
+    labelled: Sequence[LabelledEvent] = (),
 ) -> dict[str, Any]:
     return {
+        "labelled": [_nan_to_none(e) for e in labelled],
         "now": now,
         "events": [_nan_to_none(e) for e in events],
         "shadow": [_nan_to_none(e) for e in shadow],
@@ -115,12 +106,7 @@ class ControllerCore:
             return None
         spec = RolloutSpec.model_validate(row.spec)
         state = RolloutState.from_dict(row.state)
-        judges = None
-        if row.judges:
-            judges = {
-                cand: {name: restore_judge(js) for name, js in checks.items()}
-                for cand, checks in row.judges["judges"].items()
-            }
+        judges = _restore(row.judges) if row.judges else None
         return cls(spec, state, row.id, store, judges)
 
     def judge_states(self) -> dict[str, Any]:
@@ -140,12 +126,32 @@ class ControllerCore:
         ready: frozenset[str] = frozenset(),
         failed: dict[str, str] | None = None,
         command: Command | None = None,
+        labelled: Sequence[LabelledEvent] = (),
     ) -> tuple[list[Action], Decision | None]:
         """One step. Persists before it returns; raises ``IllegalTransition`` for a bad verb
         (and then persists nothing)."""
         requests = requests or {}
         failed = failed or {}
-        results = self._judge(now, events, shadow) if command is None else {}
+        saved = self.judge_states() if self.store is not None else None
+        try:
+            return self._tick(now, events, shadow, requests, ready, failed, command, labelled)
+        except BaseException:
+            if saved is not None:  # nothing was committed: the judges forget this tick too
+                self.judges = _restore(saved)
+            raise
+
+    def _tick(
+        self,
+        now: float,
+        events: Sequence[RequestEvent],
+        shadow: Sequence[ShadowEvent],
+        requests: dict[str, int],
+        ready: frozenset[str],
+        failed: dict[str, str],
+        command: Command | None,
+        labelled: Sequence[LabelledEvent],
+    ) -> tuple[list[Action], Decision | None]:
+        results = self._judge(now, events, shadow, labelled) if command is None else {}
         if results:
             self.last_results = results
         obs = Observation(
@@ -158,19 +164,24 @@ class ControllerCore:
             command=command,
         )
         new, actions, decision = decide(self.state, self.spec, obs)
-        if new.attempt != self.state.attempt:  # retry: fresh evidence for a fresh attempt
-            self.judges = build_judges(self.spec)
-        self.state = new
-        if self.store is not None:
-            inputs = encode_inputs(now, events, shadow, requests, ready, failed, command)
+        judges = build_judges(self.spec) if new.attempt != self.state.attempt else self.judges
+        if self.store is not None:  # persist first: memory never runs ahead of the store
+            inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled)
+            states = {"attempt": new.attempt, "judges": {
+                c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()}}
             self.store.commit(
-                self.rollout, new.to_dict(), self.judge_states(), now, inputs,
+                self.rollout, new.to_dict(), states, now, inputs,
                 decision.to_dict() if decision else None,
             )
+        self.state, self.judges = new, judges  # retry: fresh evidence for a fresh attempt
         return actions, decision
 
     def _judge(
-        self, now: float, events: Sequence[RequestEvent], shadow: Sequence[ShadowEvent]
+        self,
+        now: float,
+        events: Sequence[RequestEvent],
+        shadow: Sequence[ShadowEvent],
+        labelled: Sequence[LabelledEvent],
     ) -> dict[str, list[Any]]:
         s = self.state
         if s.phase not in ACTIVE:
@@ -180,7 +191,7 @@ class ControllerCore:
         for cand in s.active():
             judges = self.judges[cand]
             for j in judges.values():
-                j.observe(batch, s.stable, cand, shadow=shadow)
+                j.observe(batch, s.stable, cand, shadow=shadow, labelled=labelled)
             out[cand] = [j.result(now) for j in judges.values()]
         return out
 
@@ -192,19 +203,28 @@ def replay(
     core = ControllerCore(spec, initial, 0, None)
     decisions: list[Decision] = []
     for t in ticks:
-        cmd = Command(**t["command"]) if t.get("command") else None
-        _, d = core.tick(
-            t["now"],
-            [RequestEvent(*_none_to_nan(e)) for e in t["events"]],
-            [ShadowEvent(*_none_to_nan(e)) for e in t["shadow"]],
-            dict(t["requests"]),
-            frozenset(t["ready"]),
-            dict(t["failed"]),
-            cmd,
-        )
+        try:
+            d = _replay_tick(core, t)
+        except IllegalTransition:  # the recorded inputs no longer lead where they did
+            break
         if d is not None:
             decisions.append(d)
     return decisions
+
+
+def _replay_tick(core: ControllerCore, t: dict[str, Any]) -> Decision | None:
+    cmd = Command(**t["command"]) if t.get("command") else None
+    _, d = core.tick(
+        t["now"],
+        [RequestEvent(*_none_to_nan(e)) for e in t["events"]],
+        [ShadowEvent(*_none_to_nan(e)) for e in t["shadow"]],
+        dict(t["requests"]),
+        frozenset(t["ready"]),
+        dict(t["failed"]),
+        cmd,
+        [LabelledEvent(*_none_to_nan(e)) for e in t.get("labelled", [])],
+    )
+    return d
 
 
 def replay_rollout(

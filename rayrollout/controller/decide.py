@@ -54,6 +54,10 @@ class _Step:
     now: float
     actions: list[Action] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    start_active: frozenset[str] = frozenset()  # candidates active when this decision began
+
+    def __post_init__(self) -> None:
+        self.start_active = frozenset(self.state.active())
 
     def go(self, dst: Phase, reason: str, **kw: object) -> None:
         check(self.state.phase, dst)
@@ -135,13 +139,7 @@ def _tick(st: _Step, obs: Observation) -> None:
         return
     s = st.state
     if s.phase == Phase.DEPLOYING:
-        failed = {v: e for v, e in obs.failed_deploys.items() if v in s.active()}
-        for v, err in failed.items():
-            st.set_candidate(v, "failed", f"deploy failed: {err}")
-        if failed and not st.state.active():
-            _rollback(st, f"deploy failed: {failed}")
-        elif all(v in obs.ready for v in st.state.active()):
-            _enter_first(st)
+        _deploying(st, obs)
     elif s.phase == Phase.SHADOW:
         sh = st.spec.strategy.shadow
         assert sh is not None
@@ -150,6 +148,20 @@ def _tick(st: _Step, obs: Observation) -> None:
             _enter_step(st, 0, f"shadow done: {s.shadow_compared} comparisons, no check failed")
     elif s.phase == Phase.CANARY:
         _maybe_leave_step(st, obs)
+
+
+def _deploying(st: _Step, obs: Observation) -> None:
+    failed = {v: e for v, e in obs.failed_deploys.items() if v in st.state.active()}
+    for v, err in failed.items():
+        st.set_candidate(v, "failed", f"deploy failed: {err}")
+    if failed and not st.state.active():
+        _rollback(st, f"deploy failed: {failed}")
+        return
+    for v, err in failed.items():  # the others go on; the failed app is cleaned up now
+        st.reasons.append(f"{v} deploy failed: {err}")
+        st.actions.append(Action("delete", version=v))
+    if all(v in obs.ready for v in st.state.active()):
+        _enter_first(st)
 
 
 def _count(st: _Step, obs: Observation) -> None:
@@ -260,8 +272,9 @@ def _rollback(st: _Step, why: str) -> None:
     st.go(Phase.ROLLED_BACK, f"rolled back: {why}", paused_from=None)
     st.routes({s.stable: 100.0})  # first: one table push, all weight to stable, shadow off
     for c in s.candidates:
-        if c.status in ("active", "failed"):
-            st.set_candidate(c.name, "failed" if c.status == "failed" else "withdrawn", why)
+        if c.status == "active":
+            st.set_candidate(c.name, "withdrawn", why)
+        if c.name in st.start_active:  # earlier withdrawals were deleted when they happened
             st.actions.append(Action("delete", version=c.name))
     st.notify(f"{s.model}: rolled back ({why})")
 
@@ -297,6 +310,9 @@ def _command(st: _Step, cmd: Command) -> None:
     elif cmd.verb == "approve":
         if s.phase != Phase.AWAITING_APPROVAL:
             raise IllegalTransition(f"nothing waits for approval in phase {s.phase}")
+        if s.step >= len(st.spec.strategy.steps) - 1 and len(s.active()) > 1:
+            raise IllegalTransition(f"several candidates are active ({s.active()}): "
+                                    "promote one with candidate=")
         _advance(st, who)
     elif cmd.verb == "promote":
         _promote_cmd(st, cmd, who)
@@ -327,8 +343,10 @@ def _command(st: _Step, cmd: Command) -> None:
 
 def _promote_cmd(st: _Step, cmd: Command, who: str) -> None:
     s = st.state
-    if s.phase not in (Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL, Phase.PAUSED):
-        raise IllegalTransition(f"cannot promote in phase {s.phase}")
+    effective = s.paused_from if s.phase == Phase.PAUSED else s.phase
+    if effective not in (Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL):
+        was = f" (paused from {effective})" if s.phase == Phase.PAUSED else ""
+        raise IllegalTransition(f"cannot promote in phase {s.phase}{was}")
     active = s.active()
     if cmd.candidate is not None and cmd.candidate not in active:
         raise IllegalTransition(f"{cmd.candidate!r} is not an active candidate: {active}")

@@ -25,7 +25,7 @@ from typing import Any
 
 GENESIS = "0" * 64
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS rollouts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model TEXT NOT NULL,
@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS log (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_rollout ON log(rollout, seq);
+CREATE TABLE IF NOT EXISTS chain (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    head TEXT NOT NULL,
+    entries INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO chain (id, head, entries) VALUES (1, '{GENESIS}', 0);
 CREATE TABLE IF NOT EXISTS ticks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     rollout INTEGER NOT NULL,
@@ -179,10 +185,12 @@ class Store:
         last = db.execute("SELECT hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
         prev = last[0] if last else GENESIS
         text = canonical(body)
+        h = chain_hash(prev, text)
         db.execute(
             "INSERT INTO log (rollout, ts, body, prev, hash) VALUES (?, ?, ?, ?, ?)",
-            (rollout, ts, text, prev, chain_hash(prev, text)),
+            (rollout, ts, text, prev, h),
         )
+        db.execute("UPDATE chain SET head = ?, entries = entries + 1 WHERE id = 1", (h,))
 
     def history(
         self, rollout: int | None = None, limit: int | None = None
@@ -202,9 +210,16 @@ class Store:
             for s, r, ts, body, h in rows
         ]
 
+    def head(self) -> tuple[str, int]:
+        """The hash of the newest entry and the number of entries (publish it to anchor)."""
+        with self._lock:
+            h, n = self._db.execute("SELECT head, entries FROM chain WHERE id = 1").fetchone()
+        return str(h), int(n)
+
     def verify(self) -> tuple[bool, str]:
-        """Check the whole chain; on a break, say which entry."""
+        """Check the whole chain and that it ends at the recorded head; name the first break."""
         prev = GENESIS
+        head, entries = self.head()
         with self._lock:
             rows = self._db.execute("SELECT seq, body, prev, hash FROM log ORDER BY seq").fetchall()
         for seq, body, stored_prev, h in rows:
@@ -213,7 +228,10 @@ class Store:
             if chain_hash(prev, body) != h:
                 return False, f"entry {seq}: contents do not match its hash (altered)"
             prev = h
-        return True, f"{len(rows)} entries, chain intact"
+        if prev != head or len(rows) != entries:
+            return False, (f"the chain ends after {len(rows)} entries at {prev[:12]}, but "
+                           f"{entries} entries ending at {head[:12]} were written (truncated?)")
+        return True, f"{len(rows)} entries, chain intact (head {head[:12]})"
 
     def ticks(self, rollout: int) -> list[dict[str, Any]]:
         with self._lock:

@@ -11,6 +11,7 @@ Control-plane methods (called on every replica with ``DeploymentHandle.broadcast
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -42,6 +43,7 @@ from rayrollout.errors import (
     http_status,
 )
 from rayrollout.events import Outcome, RequestEvent, ShadowEvent
+from rayrollout.feedback import FeedbackJoin, parse_feedback
 from rayrollout.routing import RoutingTable
 from rayrollout.runtime import ModelSignature, TensorSpec, summarize_prediction
 from rayrollout.serving.admin import AdminAPI
@@ -91,6 +93,9 @@ class Router:
         self.replica = replica
         self.recorder = Recorder(replica, self.cfg.event_buffer)
         self._rng = random.Random(self.cfg.seed)
+        self._rid_prefix = f"{replica[-6:]}-{os.getpid():x}-"
+        self._rid_counter = itertools.count(1)
+        self.feedback = FeedbackJoin(self.cfg.feedback_window)
         self._exporter = MetricsExporter(self.model, self.recorder, lambda: self.table)
         self.admin = AdminAPI(self.cfg)
         if self.cfg.rollout is not None:  # serve run of a rollout config: start it
@@ -194,6 +199,10 @@ class Router:
                 if method != "POST":
                     raise MethodNotAllowed(f"{method} not allowed; use POST")
                 return await self._infer(request, None, v2=False)
+            if parts[3:] == ["feedback"]:
+                if method != "POST":
+                    raise MethodNotAllowed(f"{method} not allowed; use POST")
+                return await self._feedback(request)
             if n == 3:
                 return self._get(method, lambda: self._list_models()["models"][0])
         raise NotFound(f"no route for {request.method} {request.url.path}")
@@ -296,11 +305,14 @@ class Router:
         except Exception as e:  # the model (or its replica) failed: a failure of this version
             outcome, err = Outcome.ERROR, ModelError(f"version {version!r} failed: {_short(e)}")
         latency_ms = (time.perf_counter() - t0) * 1000.0
-        pred = math.nan
+        pred = prob = math.nan
         if outputs is not None:
             try:
                 pred = float(summarize_prediction(outputs, sig.task)[0])
-            except (ValueError, IndexError):
+                probs = outputs.get("probabilities")
+                if probs is not None and pred == pred:
+                    prob = float(probs[0][int(pred)])
+            except (ValueError, IndexError, TypeError):
                 pred = math.nan
         self.recorder.record(
             RequestEvent(
@@ -315,13 +327,22 @@ class Router:
                 table.epoch,
             )
         )
+        rid = headers.get("x-request-id", "")[:128]
+        rid = rid or f"{self._rid_prefix}{next(self._rid_counter)}"
         if err is not None:
             return self._error(err, version, table.epoch)
         assert outputs is not None
+        self.feedback.served(
+            rid, arrived, version, choice.weight, pred, prob, table.epoch, choice.randomised
+        )
         if table.shadow and version != table.shadow and table.wants_shadow(rng.random()):
             self._mirror(table, sig, arrays, outputs, version)
         flags = table.flags.get(version, {})
-        hdrs = {"x-model-version": version, "x-routing-epoch": str(table.epoch)}
+        hdrs = {
+            "x-model-version": version,
+            "x-routing-epoch": str(table.epoch),
+            "x-rollout-request-id": rid,
+        }
         try:
             if v2:
                 content, extra = protocol.encode_v2(self.model, version, outputs, req_doc, flags)
@@ -331,6 +352,21 @@ class Router:
         except RequestError as e:
             return self._error(e, version, table.epoch)
         return Response(content, headers=hdrs, media_type="application/json")
+
+    async def _feedback(self, request: Request) -> Response:
+        """Labels for served requests: ``{"request_id": ..., "label": ...}`` or a list of them
+        under ``"feedback"``. Matched labels become labelled events for the accuracy judges."""
+        body = await request.body()
+        if len(body) > self.cfg.max_body_bytes:
+            raise PayloadTooLarge(f"body of {len(body)} bytes is over {self.cfg.max_body_bytes}")
+        items = parse_feedback(body)
+        unknown = []
+        for rid, label in items:
+            ev = self.feedback.label(rid, label)
+            self.recorder.record_label(ev)
+            if ev is None:
+                unknown.append(rid)
+        return JSONResponse({"matched": len(items) - len(unknown), "unknown": unknown[:100]})
 
     def _error(self, e: RolloutError, version: str, epoch: int) -> Response:
         hdrs = {"x-model-version": version, "x-routing-epoch": str(epoch)}

@@ -12,6 +12,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from rayrollout.config import RouterConfig, VersionConfig, format_validation_error
 from rayrollout.serving import app as builders
+from rayrollout.spec import RolloutSpec
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -37,6 +38,11 @@ def test_every_config_validates(path: Path) -> None:
         if isinstance(cfg, VersionConfig):
             assert app["name"] == cfg.app_name and app["route_prefix"] is None
             assert cfg.artifact_path().exists(), cfg.artifact
+        elif isinstance(cfg, RolloutSpec):  # one app: the controller deploys the versions
+            assert app["name"] == f"rayrollout-{cfg.model}"
+            for v in [cfg.stable, *cfg.candidates]:
+                assert v.for_model(cfg.model).artifact_path().exists(), v.artifact
+            return
         else:
             routers.append(cfg)
     assert routers, "a config needs a router"
