@@ -14,6 +14,7 @@ one do nothing), so nothing is done twice in effect and no log entry is written 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -162,6 +163,10 @@ class RolloutController:
 
     def ping(self) -> str:
         return "ok"
+
+    def pid(self) -> int:
+        """This incarnation's process id (a restart gives a new one)."""
+        return os.getpid()
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -33,10 +33,13 @@ def build_judges(spec: RolloutSpec) -> dict[str, dict[str, Judge]]:
             for cand in spec.candidates}
 
 
-def _restore(saved: dict[str, Any]) -> dict[str, dict[str, Judge]]:
+def _restore(saved: dict[str, Any], spec: RolloutSpec) -> dict[str, dict[str, Judge]]:
+    """Judges from their saved states, in the spec's order (the store sorts JSON keys, and the
+    order of checks is part of every decision's evidence)."""
+    order = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
     return {
-        cand: {name: restore_judge(js) for name, js in checks.items()}
-        for cand, checks in saved["judges"].items()
+        cand.name: {name: restore_judge(saved["judges"][cand.name][name]) for name in order}
+        for cand in spec.candidates
     }
 
 
@@ -106,7 +109,7 @@ class ControllerCore:
             return None
         spec = RolloutSpec.model_validate(row.spec)
         state = RolloutState.from_dict(row.state)
-        judges = _restore(row.judges) if row.judges else None
+        judges = _restore(row.judges, spec) if row.judges else None
         return cls(spec, state, row.id, store, judges)
 
     def judge_states(self) -> dict[str, Any]:
@@ -137,7 +140,7 @@ class ControllerCore:
             return self._tick(now, events, shadow, requests, ready, failed, command, labelled)
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
-                self.judges = _restore(saved)
+                self.judges = _restore(saved, self.spec)
             raise
 
     def _tick(

@@ -14,6 +14,7 @@ from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.phases import Phase
 from rayrollout.controller.state import Command, RolloutState
 from rayrollout.controller.store import GENESIS, Store, chain_hash
+from rayrollout.spec import RolloutSpec
 from tests.unit.controller.helpers import Sim, core_spec, drive, make_spec
 
 LOG_ONLY = ("log_seq", "rollout", "ts", "hash")
@@ -235,3 +236,18 @@ def test_a_failed_commit_does_not_advance_the_core(db: Path, kind: str) -> None:
             drive(core, [5], seed=SEED, err={1: {"v2": 1.0}})
     assert (core.state, core.judge_states()) == before
     store.close()
+
+
+def test_resume_keeps_the_spec_order_of_checks_so_replay_matches(tmp_path: Path) -> None:
+    """The store sorts JSON keys; checks listed out of alphabetical order must come back in
+    the spec's order, or every later decision's evidence (and so the replay) would differ."""
+    doc = core_spec().model_dump(mode="json")
+    doc["analysis"]["checks"] = list(reversed(doc["analysis"]["checks"]))  # latency, errors
+    spec = RolloutSpec.model_validate(doc)
+    store = Store(tmp_path / "o.db")
+    core = ControllerCore.create(store, spec, 0.0, 0)
+    drive(core, range(10), seed=SEED)
+    core = ControllerCore.load(Store(tmp_path / "o.db"), spec.model)  # a restarted controller
+    assert core is not None and list(core.judges["v2"]) == ["latency", "errors"]
+    drive(core, range(10, 40), seed=SEED)
+    assert replay_rollout(store, core.rollout)[0]
