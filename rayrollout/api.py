@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 from ray import serve
 
 from rayrollout.config import RouterConfig, router_app_name, version_app_name
@@ -34,25 +33,9 @@ from rayrollout.controller.actor import (
     default_store_path,
 )
 from rayrollout.controller.phases import TERMINAL
-from rayrollout.spec import RolloutSpec
+from rayrollout.spec import RolloutSpec, load_spec
 
 FINAL_PHASES = frozenset(str(p) for p in TERMINAL) | {"promoted"}
-
-
-def load_spec(spec: RolloutSpec | dict[str, Any] | str | Path) -> RolloutSpec:
-    """A spec from a model, a dict, or a YAML file (a rollout spec, or a ``serve run`` config
-    whose router application's args hold one under ``rollout``)."""
-    if isinstance(spec, RolloutSpec):
-        return spec
-    if isinstance(spec, str | Path):
-        doc = yaml.safe_load(Path(spec).read_text())
-        if isinstance(doc, dict) and "applications" in doc:
-            for app in doc["applications"]:
-                if app.get("import_path", "").endswith(":build_rollout"):
-                    return RolloutSpec.model_validate(app["args"])
-            raise ValueError(f"{spec}: no application uses rayrollout.serving.app:build_rollout")
-        spec = doc
-    return RolloutSpec.model_validate(spec)
 
 
 def controller_handle(model: str, store_path: str | None = None, create: bool = True) -> Any:

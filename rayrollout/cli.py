@@ -77,7 +77,7 @@ def _validate(path: Path) -> int:
         return 2
     try:
         if _is_rollout_config(doc):
-            from rayrollout.api import load_spec
+            from rayrollout.spec import load_spec
 
             spec = load_spec(path)
             checks = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
@@ -284,7 +284,7 @@ def _status(c: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _start(c: AdminClient, args: argparse.Namespace) -> int:
-    from rayrollout.api import load_spec
+    from rayrollout.spec import load_spec
 
     try:
         spec = load_spec(args.file)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from rayrollout.config import (
@@ -197,3 +199,19 @@ class RolloutSpec(Strict):
         """A stable hash of the spec: the same spec started twice is the same rollout."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_spec(spec: RolloutSpec | dict[str, Any] | str | Path) -> RolloutSpec:
+    """A spec from a model, a dict, or a YAML file (a rollout spec, or a ``serve run`` config
+    whose router application's args hold one under ``rollout``)."""
+    if isinstance(spec, RolloutSpec):
+        return spec
+    if isinstance(spec, str | Path):
+        doc = yaml.safe_load(Path(spec).read_text())
+        if isinstance(doc, dict) and "applications" in doc:
+            for app in doc["applications"]:
+                if app.get("import_path", "").endswith(":build_rollout"):
+                    return RolloutSpec.model_validate(app["args"])
+            raise ValueError(f"{spec}: no application uses rayrollout.serving.app:build_rollout")
+        spec = doc
+    return RolloutSpec.model_validate(spec)

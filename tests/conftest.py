@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ def ray_serve() -> Iterator[RayServe]:
         address="local",
         num_cpus=8,
         include_dashboard=False,
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         log_to_driver=False,
         _metrics_export_port=metrics_port,
     )

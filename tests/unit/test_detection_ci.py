@@ -1,0 +1,255 @@
+"""Small CI variant of the detection benchmark (STATISTICS.md 2.5) plus simulator and Kayenta
+port checks. Pure numpy, single process, no Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from benchmarks.detection.methods.kayenta_classifier import (
+    Label,
+    _f,
+    _stat_at,
+    classify,
+    mann_whitney,
+    score_class,
+    weighted_sum_score,
+)
+from benchmarks.detection.methods.oracle import latency_cles, noether_n, oracle_n, tail_rho
+from benchmarks.detection.methods.sequential import Sequential
+from benchmarks.detection.methods.threshold import ThresholdCheck
+from benchmarks.detection.scenario import Scenario, SimConfig, scenario_from_dict
+from benchmarks.detection.simulator import Run, rng_for, simulate
+from benchmarks.detection.trace import synth_trace, write_trace
+
+SUITE = 20240501
+MED_10MIN = SimConfig(rate=100.0, weight=0.1, horizon_s=600.0, pre_canary_s=120.0)
+
+
+def _ours(sc: Scenario, n: int) -> tuple[int, list[int]]:
+    """(rollbacks, exposures of the rolled-back runs) of our method over n seeded runs."""
+    m = Sequential()
+    rng = np.random.default_rng(0)
+    hits, exposure = 0, []
+    for i in range(n):
+        o = m.judge(simulate(sc, i, SUITE), sc, rng)
+        if o.rolled_back:
+            hits += 1
+            exposure.append(o.exposure)
+    return hits, exposure
+
+
+# --- CI acceptance (section 2.5) --------------------------------------------------------------
+def test_ci_null_false_rollback_at_most_8_percent() -> None:
+    sc = Scenario(name="ci-null-med", sim=MED_10MIN)
+    hits, _ = _ours(sc, 200)
+    assert hits / 200 <= 0.08
+
+
+def test_ci_error_x5_all_detected_median_exposure_le_600() -> None:
+    sc = Scenario(name="ci-err-x5", truth="effect", sim=dataclasses.replace(MED_10MIN,
+                                                                            err_ratio=5.0))
+    hits, exposure = _ours(sc, 100)
+    assert hits == 100
+    assert float(np.median(exposure)) <= 600
+
+
+def test_ci_latency_x1_2_all_detected_median_exposure_le_300() -> None:
+    sc = Scenario(name="ci-lat-x1.2", truth="effect", primary="latency",
+                  sim=dataclasses.replace(MED_10MIN, lat_mult=1.2))
+    hits, exposure = _ours(sc, 100)
+    assert hits == 100
+    assert float(np.median(exposure)) <= 300
+
+
+# --- simulator ---------------------------------------------------------------------------------
+def test_seeding_is_reproducible_and_uses_the_documented_seed_sequence() -> None:
+    sc = Scenario(name="seed-check", sim=dataclasses.replace(MED_10MIN, horizon_s=60.0))
+    a, b, c = simulate(sc, 3, SUITE), simulate(sc, 3, SUITE), simulate(sc, 4, SUITE)
+    for f in ("t", "canary", "latency", "error"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.t.size != c.t.size or not np.array_equal(a.latency, c.latency)
+    expected = np.random.default_rng(np.random.SeedSequence([SUITE, zlib.crc32(b"seed-check"), 3]))
+    assert rng_for(SUITE, "seed-check", 3).random() == expected.random()
+
+
+def test_realised_error_ratio_and_latency_shift_match_the_knobs() -> None:
+    cfg = SimConfig(rate=400.0, weight=0.5, horizon_s=600.0, pre_canary_s=0.0, p_err=0.02,
+                    err_ratio=3.0, lat_mult=1.5)
+    run = simulate(Scenario(name="knobs", sim=cfg), 0, SUITE)
+    c, s = run.canary, ~run.canary
+    assert run.error[c].mean() / run.error[s].mean() == pytest.approx(3.0, rel=0.1)
+    assert np.median(run.latency[c]) / np.median(run.latency[s]) == pytest.approx(1.5, rel=0.03)
+    assert c.mean() == pytest.approx(0.5, abs=0.01)
+    assert np.median(run.latency[s]) == pytest.approx(100.0, rel=0.03)
+
+
+def test_tail_warmup_and_session_knobs() -> None:
+    cfg = SimConfig(rate=400.0, weight=0.5, horizon_s=600.0, pre_canary_s=0.0, tail_frac=0.1,
+                    tail_mult=3.0, warmup_amp=0.5, warmup_tau_s=60.0)
+    run = simulate(Scenario(name="tail", sim=cfg), 0, SUITE)
+    late = run.t > 300  # warm-up transient has decayed
+    q99 = np.quantile(run.latency[~run.canary], 0.99)
+    realised = np.mean(run.latency[run.canary & late] > q99) / 0.01
+    assert realised == pytest.approx(tail_rho(cfg), rel=0.15)  # the 3x tail's exceedance ratio
+    early = run.t < 30
+    assert np.median(run.latency[run.canary & early]) > 1.3 * np.median(run.latency[~run.canary
+                                                                                    & early])
+    sess = simulate(Scenario(name="sess", sim=dataclasses.replace(MED_10MIN, unit="session")),
+                    0, SUITE)
+    assert sess.session is not None
+    arms: dict[int, set[bool]] = {int(sid): set() for sid in np.unique(sess.session)}
+    for sid, arm in zip(sess.session.tolist(), sess.canary.tolist(), strict=True):
+        arms[sid].add(arm)
+    assert all(len(v) == 1 for v in arms.values())  # sticky: one arm per session
+    assert np.bincount(sess.session).mean() == pytest.approx(20.0, rel=0.25)
+
+
+def test_trace_replay_is_an_aa_null_and_applies_deltas(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    write_trace(path, synth_trace(rate=50.0, duration_s=700.0, seed=1))
+    sim: dict[str, Any] = {"trace": str(path), "horizon_s": 600.0, "pre_canary_s": 60.0,
+                           "weight": 0.5}
+    base: dict[str, Any] = {"name": "replay", "sim": sim}
+    aa = simulate(scenario_from_dict(base), 0, SUITE)
+    c = aa.canary & (aa.t >= 0)
+    s = ~aa.canary & (aa.t >= 0)
+    assert np.median(aa.latency[c]) / np.median(aa.latency[s]) == pytest.approx(1.0, abs=0.05)
+    d = {**base, "sim": {**sim, "lat_mult": 1.3, "resample": True}}
+    ab = simulate(scenario_from_dict(d), 0, SUITE)
+    c = ab.canary & (ab.t >= 0)
+    s = ~ab.canary & (ab.t >= 0)
+    assert np.median(ab.latency[c]) / np.median(ab.latency[s]) == pytest.approx(1.3, rel=0.06)
+
+
+def test_unknown_scenario_keys_are_errors() -> None:
+    with pytest.raises(ValueError, match="unknown keys"):
+        scenario_from_dict({"name": "x", "sim": {"rtae": 10}})
+    with pytest.raises(ValueError, match="unknown guards"):
+        scenario_from_dict({"name": "x", "guards": ["errors", "latnecy"]})
+
+
+# --- Kayenta port ------------------------------------------------------------------------------
+def test_kayenta_classifier_hand_made_cases() -> None:
+    base = np.array([10.0, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+    assert classify(base, base.copy()).label == Label.PASS  # identical data
+    assert classify(base, base + 20).label == Label.HIGH
+    assert classify(base, base - 20).label == Label.LOW
+    assert classify(base, base - 20, direction="increase").label == Label.PASS
+    assert classify(base, base + 0.5).label == Label.PASS  # CI straddles the tolerance band
+    assert classify(np.array([]), base).label == Label.NODATA
+    assert classify(np.array([np.nan]), base, must_have_data=True).label == Label.NODATA_FAIL
+    assert classify(np.array([np.nan]), base, nan_strategy="replace").label == Label.HIGH
+    assert classify(np.full(5, 3.0), np.full(7, 3.0)).label == Label.PASS  # one distinct value
+    # significant but below allowedIncrease: not High
+    assert classify(base, base * 1.15, allowed_increase=1.2).label == Label.PASS
+    # zero control mean: the effect size is NaN and the gate is skipped
+    zeros, errs = np.zeros(10), np.array([0.0, 1, 2, 1, 3, 2, 1, 2, 3, 1])
+    assert classify(zeros, errs).label == Label.HIGH
+
+
+def test_mann_whitney_interval_matches_root_finding() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x = np.round(rng.normal(1.0, 1.0, rng.integers(5, 40)), 2)
+        y = np.round(rng.normal(0.0, 1.0, rng.integers(5, 40)), 2)
+        res = mann_whitney(y, x, 0.98)
+        d = (x[:, None] - y[None, :]).ravel()
+        lo, hi = float(d.min()), float(d.max())
+        for q, got in ((2.3263478740, res.lower), (-2.3263478740, res.upper)):
+            def f(mu: float, q: float = q, x: np.ndarray = x, y: np.ndarray = y) -> float:
+                return _f(*_stat_at(x, y, mu), q)
+            if f(lo) <= 0 or f(hi) >= 0:
+                continue
+            ref = optimize.brentq(f, lo, hi, xtol=1e-12)
+            assert got == pytest.approx(ref, abs=1e-6)
+        assert res.lower <= res.estimate <= res.upper
+
+
+def test_weighted_sum_scorer() -> None:
+    labels = {"error_rate": ("errors", Label.PASS), "p50": ("latency", Label.HIGH),
+              "p99": ("latency", Label.PASS)}
+    w = {"errors": 50.0, "latency": 50.0}
+    assert weighted_sum_score(labels, w) == pytest.approx(75.0)
+    assert score_class(75.0) == "Marginal"
+    labels["error_rate"] = ("errors", Label.HIGH)
+    assert weighted_sum_score(labels, w) == pytest.approx(25.0)
+    assert score_class(25.0) == "Fail"
+    nodata = {k: (g, Label.NODATA) for k, (g, _) in labels.items()}
+    assert weighted_sum_score(nodata, w) == 0.0
+
+
+# --- threshold checks and oracle -------------------------------------------------------------
+def test_flagger_rolls_back_on_the_tick_after_the_threshold() -> None:
+    t = np.arange(0.0, 300.0, 0.5)
+    can = np.ones(t.size, bool)
+    err = (t >= 60) & (t < 120)  # minute 1 fails the 1% error check
+    run = Run(t=t, canary=can, w=np.ones(t.size), latency=np.full(t.size, 100.0), error=err,
+              horizon_s=300.0)
+    sc = Scenario(name="x")
+    rng = np.random.default_rng(0)
+    assert ThresholdCheck("flagger", 1, "abs").judge(run, sc, rng).t_decision == 180.0
+    assert ThresholdCheck("argo", 0, "abs").judge(run, sc, rng).t_decision == 120.0
+    assert ThresholdCheck("argo", 3, "abs").judge(run, sc, rng).t_decision is None
+
+
+def test_noether_oracle_anchor() -> None:
+    # STATISTICS.md: an oracle fixed-horizon MW test needs about 284 canary requests for +10%
+    cfg = SimConfig(lat_mult=1.10)
+    assert 0.1 * noether_n(latency_cles(cfg), 0.1, 0.05) == pytest.approx(284, rel=0.05)
+    sc = Scenario(name="x", truth="effect", primary="errors", sim=SimConfig(err_ratio=2.0))
+    assert oracle_n(sc) is not None and oracle_n(Scenario(name="n")) is None
+
+
+# --- vectorised kernels == the library driven per 1 s batch ---------------------------------
+@pytest.mark.parametrize("name, knobs, guards", [
+    ("eq-err", {"err_ratio": 2.0}, ("errors", "latency", "tail")),
+    ("eq-lat", {"lat_mult": 1.1, "tail_frac": 0.02, "tail_mult": 3.0}, ("errors", "latency",
+                                                                       "tail")),
+    ("eq-ml", {"ml": True, "drift_s": 0.1, "acc_drop": 0.05, "disagree_rate": 0.07},
+     ("errors", "latency", "tail", "drift", "disagreement", "accuracy")),
+])
+def test_kernels_match_rayrollout_eprocesses(name: str, knobs: dict[str, Any],
+                                             guards: tuple[str, ...]) -> None:
+    pytest.importorskip("rayrollout.analysis.eprocess")
+    from benchmarks.detection.methods.sequential_api import SequentialAPI
+
+    cfg = dataclasses.replace(MED_10MIN, horizon_s=300.0, label_delay_s=30.0, **knobs)
+    sc = Scenario(name=name, guards=guards, sim=cfg)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        run = simulate(sc, i, SUITE)
+        fast, api = Sequential().judge(run, sc, rng), SequentialAPI().judge(run, sc, rng)
+        assert (fast.t_decision, fast.extra.get("guard")) == (api.t_decision,
+                                                              api.extra.get("guard"))
+        for g, s in Sequential().streams(run, sc):
+            if s.log_e.size and api.t_decision is None:
+                assert np.isfinite(s.log_e).all(), g
+
+
+def test_cli_prints_one_json_line_per_scenario_and_method(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.detection.__main__ import main
+    from benchmarks.detection.scenario import scenario_dir
+
+    files = [str(scenario_dir() / "null-low.yaml"), str(scenario_dir() / "err-x5-low.yaml")]
+    out = tmp_path / "r.json"
+    argv = ["--seeds", "3", "--methods", "ours", "argo-abs-fl0-1m", "--horizon-min", "5",
+            "--workers", "1", "--out", str(out), "--md", str(tmp_path / "r.md")]
+    for f in files:
+        argv += ["--scenario", f]
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["scenario"], x["method"]) for x in lines] == [
+        ("null-low", "ours"), ("null-low", "argo-abs-fl0-1m"),
+        ("err-x5-low", "ours"), ("err-x5-low", "argo-abs-fl0-1m")]
+    assert "false_rollback" in lines[0] and "miss_rate" in lines[2]
+    assert lines[0]["seeds"]["run_indices"] == [0, 2]
+    assert json.loads(out.read_text())["results"] == lines
