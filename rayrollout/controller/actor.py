@@ -164,6 +164,11 @@ class RolloutController:
     def ping(self) -> str:
         return "ok"
 
+    def table(self) -> dict[str, Any] | None:
+        """The routing table in force (a restarted router replica adopts it at once)."""
+        with self._lock:
+            return self._table(self.core).to_dict() if self.core is not None else None
+
     def pid(self) -> int:
         """This incarnation's process id (a restart gives a new one)."""
         return os.getpid()

@@ -100,6 +100,8 @@ class Router:
         self.admin = AdminAPI(self.cfg)
         if self.cfg.rollout is not None:  # serve run of a rollout config: start it
             threading.Thread(target=self.admin.start_rollout, daemon=True).start()
+        else:  # a restarted replica must not serve its config's table until the next push
+            threading.Thread(target=self._adopt_controller_table, daemon=True).start()
 
     # -- control plane ------------------------------------------------------------------------
 
@@ -113,6 +115,23 @@ class Router:
         if new.epoch > self.table.epoch:
             self.table = new  # the one assignment that switches every later request
         return self.table.epoch
+
+    def _adopt_controller_table(self) -> None:
+        """If a controller runs this model's rollouts, take its current table (newer epoch)."""
+        import ray
+
+        from rayrollout.controller.actor import NAMESPACE, controller_name
+
+        try:
+            handle = ray.get_actor(controller_name(self.model), namespace=NAMESPACE)
+            ref: Any = handle.table.remote()
+            doc: dict[str, Any] | None = ray.get(ref, timeout=30)
+        except Exception:  # no controller (plain serving) or not reachable: keep the config's
+            return
+        if doc:
+            new = RoutingTable.from_dict(doc)
+            if new.model == self.model and new.epoch > self.table.epoch:
+                self.table = new  # one assignment, as in set_routes
 
     async def get_routes(self) -> dict[str, Any]:
         return self.table.to_dict()
