@@ -151,6 +151,7 @@ class RolloutSpec(Strict):
     strategy: StrategySpec
     analysis: AnalysisSpec = AnalysisSpec()
     rollback_window_s: float = Field(300.0, ge=0)
+    drain_s: float = Field(10.0, ge=0)  # a retired version's app is deleted this long after
     router: dict[str, JsonValue] = Field(default_factory=dict)  # extra RouterConfig fields
     store_path: str | None = None  # SQLite file; default under ~/.rayrollout/
 

@@ -59,6 +59,7 @@ class RolloutController:
         self._lock = threading.RLock()
         self._router = serve.get_deployment_handle("Router", router_app_name(model))
         self.notifications: list[dict[str, Any]] = []
+        self._retiring: dict[str, float] = {}  # version -> when its app may be deleted
         self.ticks = 0
         self.core = ControllerCore.load(self.store, model)
         if self.core is not None:
@@ -185,12 +186,16 @@ class RolloutController:
             self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - t0)))
 
     def step(self) -> Decision | None:
-        """One tick: collect, judge, decide, persist, act."""
+        """One tick: collect, judge, decide, persist, act, then retire drained apps.
+
+        The slow calls (collecting from the routers, reading app status) happen before the lock
+        is taken, so a person's verb never waits behind them."""
+        parts = self._collect()
+        core = self.core
+        status = self._app_status(core) if core is not None else (frozenset(), {})
         with self._lock:
-            core = self.core
-            parts = self._collect()
             self.ticks += 1
-            if core is None:
+            if core is None or core is not self.core:
                 return None
             events = sorted((e for p in parts for e in p.events), key=lambda e: e.t)
             shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
@@ -199,12 +204,13 @@ class RolloutController:
             for p in parts:
                 for v, st in p.stats.items():
                     requests[v] += st.requests - st.rejected
-            ready, failed = self._app_status(core)
+            ready, failed = status
             actions, decision = core.tick(time.time(), events, shadow, dict(requests), ready,
                                           failed, labelled=labelled)
             self._apply(core, actions, decision)
             if parts and min(p.epoch for p in parts) < core.state.epoch:
                 self._push(core)  # a router replica restarted with an older table
+            self._retire_drained(core)
             return decision
 
     # -- actions -------------------------------------------------------------------------------
@@ -217,7 +223,9 @@ class RolloutController:
             elif a.kind == "deploy" and a.version:
                 self._deploy(core.spec, a.version)
             elif a.kind == "delete" and a.version:
-                serve.delete(version_app_name(self.model, a.version), _blocking=False)
+                # Not now: requests routed with the previous table may still be on their way
+                # to this version. It is deleted once ``drain_s`` has passed (and it is unused).
+                self._retiring.setdefault(a.version, time.time() + core.spec.drain_s)
             elif a.kind == "notify":
                 self.notifications.append({"t": time.time(), "message": a.message})
                 del self.notifications[:-100]
@@ -248,9 +256,29 @@ class RolloutController:
         table = self._table(core).to_dict()
         self._router.broadcast("set_routes", table).results(timeout_s=10)
 
+    def _needed(self, core: ControllerCore) -> set[str]:
+        s = core.state
+        keep = {s.stable, *s.weights, *s.active()}
+        if s.shadow:
+            keep.add(s.shadow)
+        if s.previous_stable:
+            keep.add(s.previous_stable)
+        return keep
+
+    def _retire_drained(self, core: ControllerCore) -> None:
+        """Delete apps whose drain period is over and that no table or candidate needs."""
+        now, needed = time.time(), self._needed(core)
+        for version, at in list(self._retiring.items()):
+            if version in needed:
+                del self._retiring[version]  # needed again (retry, undo): keep it
+            elif now >= at:
+                serve.delete(version_app_name(self.model, version), _blocking=False)
+                del self._retiring[version]
+
     def _deploy(self, spec: RolloutSpec, version: str) -> None:
         from rayrollout.serving.app import build_version
 
+        self._retiring.pop(version, None)
         app = version_app_name(self.model, version)
         st = serve.status().applications.get(app)
         if st is not None and _status(st) not in ("DEPLOY_FAILED", "DELETING"):
@@ -307,6 +335,23 @@ class RolloutController:
             self._push(core)
         except Exception as e:
             log.warning("could not push the table after restart: %s", e)
+        # Apps a previous incarnation meant to delete: retire them again after a fresh drain.
+        prefix = f"{self.model}-"
+        needed = self._needed(core)
+        for app in serve.status().applications:
+            version = app[len(prefix):] if app.startswith(prefix) else None
+            if version and version not in needed and self._is_ours(core, version):
+                self._retiring.setdefault(version, time.time() + core.spec.drain_s)
+
+    def _is_ours(self, core: ControllerCore, version: str) -> bool:
+        """Only versions named in this model's rollouts are ever deleted by the controller."""
+        for rid in self.store.rollouts(self.model):
+            row = self.store.get(rid)
+            spec = row.spec if row is not None else {}
+            names = [spec.get("stable", {}), *spec.get("candidates", [])]
+            if any(v.get("name") == version for v in names):
+                return True
+        return False
 
     def _need_core(self) -> ControllerCore:
         if self.core is None:
