@@ -55,6 +55,9 @@ class VersionConfig(Strict):
     ray_actor_options: ActorOptions = ActorOptions()
     batching: BatchingConfig = BatchingConfig()
     intra_op_threads: int = Field(1, ge=1, le=64)
+    # Batches of at most this many rows run on the replica's event loop: for cheap CPU models a
+    # thread hop costs more than the model. Larger batches (and GPU models) use a worker thread.
+    inline_rows: int = Field(64, ge=0)
     flags: dict[str, JsonValue] = Field(default_factory=dict)
 
     @property

@@ -52,6 +52,7 @@ class VersionSpec(Strict):
     ray_actor_options: ActorOptions = ActorOptions()
     batching: BatchingConfig = BatchingConfig()
     intra_op_threads: int = Field(1, ge=1, le=64)
+    inline_rows: int = Field(64, ge=0)
     flags: dict[str, JsonValue] = Field(default_factory=dict)
 
     def for_model(self, model: str) -> VersionConfig:

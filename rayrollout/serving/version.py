@@ -39,6 +39,7 @@ class ModelVersion:
         batched.set_max_batch_size(cfg.batching.max_batch_size)
         batched.set_batch_wait_timeout_s(cfg.batching.batch_wait_timeout_s)
         self._signature = {**self.runtime.signature.to_dict(), "task": cfg.task}
+        self._inline_rows = cfg.inline_rows if cfg.device == "cpu" else 0
 
     def signature(self) -> dict[str, Any]:
         return self._signature
@@ -62,6 +63,9 @@ class ModelVersion:
         return result
 
     async def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = len(next(iter(inputs.values())))
+        if rows <= self._inline_rows:
+            return self.runtime.predict(inputs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.runtime.predict, inputs)
 
