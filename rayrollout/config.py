@@ -39,13 +39,12 @@ class BatchingConfig(Strict):
     batch_wait_timeout_s: float = Field(0.002, ge=0, le=10)
 
 
-class VersionConfig(Strict):
+class VersionSpec(Strict):
     """One model version: its artifact, runtime, resources, batching and its bundle of flags.
 
-    ``flags`` is served with this version (in the response) and rolls back with it.
+    ``flags`` (feature flags and config) are served with the version and roll back with it.
     """
 
-    model: str = Field(pattern=NAME_PATTERN)
     name: str = Field(pattern=NAME_PATTERN)
     runtime: Literal["onnx", "torchscript"]
     artifact: str = Field(min_length=1)
@@ -59,6 +58,15 @@ class VersionConfig(Strict):
     # thread hop costs more than the model. Larger batches (and GPU models) use a worker thread.
     inline_rows: int = Field(64, ge=0)
     flags: dict[str, JsonValue] = Field(default_factory=dict)
+
+    def for_model(self, model: str) -> VersionConfig:
+        return VersionConfig.model_validate({"model": model, **self.model_dump(mode="json")})
+
+
+class VersionConfig(VersionSpec):
+    """A ``VersionSpec`` of a named model: the argument of the version application builder."""
+
+    model: str = Field(pattern=NAME_PATTERN)
 
     @property
     def app_name(self) -> str:

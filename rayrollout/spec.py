@@ -15,14 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, JsonValue, field_validator, model_validator
 
-from rayrollout.config import (
-    NAME_PATTERN,
-    ActorOptions,
-    BatchingConfig,
-    RouterConfig,
-    Strict,
-    VersionConfig,
-)
+from rayrollout.config import NAME_PATTERN, RouterConfig, Strict, VersionSpec
 
 JudgeKind = Literal[
     "errors",
@@ -35,28 +28,6 @@ JudgeKind = Literal[
     "threshold_latency",
 ]
 SEQUENTIAL = frozenset({"errors", "latency", "latency_tail", "drift", "disagreement", "accuracy"})
-
-
-class VersionSpec(Strict):
-    """One version of the rollout's model: artifact, runtime, resources, batching, flags.
-
-    ``flags`` (feature flags and config) are served with the version and roll back with it.
-    """
-
-    name: str = Field(pattern=NAME_PATTERN)
-    runtime: Literal["onnx", "torchscript"]
-    artifact: str = Field(min_length=1)
-    task: Literal["classification", "regression"] = "classification"
-    num_replicas: int = Field(1, ge=1, le=1024)
-    max_ongoing_requests: int = Field(256, ge=1)
-    ray_actor_options: ActorOptions = ActorOptions()
-    batching: BatchingConfig = BatchingConfig()
-    intra_op_threads: int = Field(1, ge=1, le=64)
-    inline_rows: int = Field(64, ge=0)
-    flags: dict[str, JsonValue] = Field(default_factory=dict)
-
-    def for_model(self, model: str) -> VersionConfig:
-        return VersionConfig.model_validate({"model": model, **self.model_dump(mode="json")})
 
 
 class StepSpec(Strict):
