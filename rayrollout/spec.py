@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from rayrollout.config import NAME_PATTERN, RouterConfig, Strict, VersionSpec
+from rayrollout.notify import NotifierSpec
 
 JudgeKind = Literal[
     "errors",
@@ -126,6 +127,7 @@ class RolloutSpec(Strict):
     drain_s: float = Field(10.0, ge=0)  # a retired version's app is deleted this long after
     router: dict[str, JsonValue] = Field(default_factory=dict)  # extra RouterConfig fields
     store_path: str | None = None  # SQLite file; default under ~/.rayrollout/
+    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(kind="log")])
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutSpec:
@@ -139,6 +141,9 @@ class RolloutSpec(Strict):
                 f"strategy.steps[-1].weight={self.strategy.steps[-1].weight:g} x "
                 f"{len(self.candidates)} candidates = {top:g}% > 100%"
             )
+        for i, n in enumerate(self.notifiers):
+            if n.kind == "webhook" and not n.url:
+                raise ValueError(f"notifiers[{i}]: kind 'webhook' needs a url")
         if self.strategy.shadow and len(self.candidates) > 1:
             raise ValueError("strategy.shadow supports one candidate; got "
                              f"{len(self.candidates)}")

@@ -30,6 +30,7 @@ from rayrollout.controller.phases import ACTIVE, Phase
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import Store
 from rayrollout.errors import Conflict
+from rayrollout.notify import make_notifier
 from rayrollout.routing import RoutingTable
 from rayrollout.spec import RolloutSpec
 
@@ -227,9 +228,13 @@ class RolloutController:
                 # to this version. It is deleted once ``drain_s`` has passed (and it is unused).
                 self._retiring.setdefault(a.version, time.time() + core.spec.drain_s)
             elif a.kind == "notify":
-                self.notifications.append({"t": time.time(), "message": a.message})
+                event = {"t": time.time(), "model": self.model, "rollout": core.rollout,
+                         "phase": str(core.state.phase), "epoch": core.state.epoch,
+                         "message": a.message}
+                self.notifications.append(event)
                 del self.notifications[:-100]
-                log.warning("%s", a.message)
+                for n in core.spec.notifiers:
+                    make_notifier(n).notify(event)
         if decision is not None:
             self.store.mark_applied(core.rollout, decision.seq)
 

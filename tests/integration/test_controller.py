@@ -18,6 +18,7 @@ import ray
 
 import rayrollout.api as rr
 from tests.conftest import ARTIFACTS, RayServe
+from tests.unit.test_notify import Hook
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +174,8 @@ def test_accuracy_regression_is_rolled_back_automatically(
     X, y = heldout
     steps = [{"weight": 30, "min_requests": 2000}]  # the step alone would never end
     s = spec(model, tmp_path / "r.db", "v2", "v2-regressed", steps)
+    hook = Hook()  # people are told: a webhook receives the rollback
+    s["notifiers"] = [{"kind": "log"}, {"kind": "webhook", "url": hook.url}]
     ro = rr.start(s, route_prefix=f"/{model}")
     with Load(f"{ray_serve.url}/{model}", model, X, y) as load:
         st = wait_phase(ro, {"rolled_back", "promoted"}, timeout_s=240)
@@ -194,3 +197,9 @@ def test_accuracy_regression_is_rolled_back_automatically(
     assert f"{model}-v2-regressed" not in serve.status().applications
     assert f"{model}-v2" in serve.status().applications
     assert ro.replay()["identical"]
+    deadline = time.monotonic() + 10
+    while not hook.received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    hook.server.shutdown()
+    assert [e["phase"] for e in hook.received] == ["rolled_back"]
+    assert "accuracy" in hook.received[0]["message"] and hook.received[0]["model"] == model
