@@ -257,8 +257,15 @@ async def _raw_request_loop(host: str, port: int, request: bytes, stop: Any, on_
 
 
 async def _load(
-    url: str, body: bytes, concurrency: int, warmup_s: float, duration_s: float, client: str
+    url: str,
+    body: bytes,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    client: str,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, int, list[float], float]:
+    hdrs = {**JSON_HEADERS, **(headers or {})}
     lat: list[float] = []
     counts = [0, 0]  # ok, errors (started inside the window)
     t_start = time.perf_counter()
@@ -289,9 +296,10 @@ async def _load(
 
         u = urlsplit(url)
         host, port = u.hostname or "127.0.0.1", u.port or 80
+        extra = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
         request = (
             f"POST {u.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"{extra}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         await asyncio.gather(
             *(_raw_request_loop(host, port, request, stop, on_done) for _ in range(concurrency))
@@ -306,7 +314,7 @@ async def _load(
                 while not stop():
                     t0 = time.perf_counter()
                     try:
-                        r = await hc.post(url, content=body, headers=JSON_HEADERS)
+                        r = await hc.post(url, content=body, headers=hdrs)
                         ok = r.status_code == 200
                     except httpx.HTTPError:
                         ok = False
@@ -331,6 +339,7 @@ async def load_async(
     warmup_s: float,
     duration_s: float,
     client: str = "raw",
+    headers: dict[str, str] | None = None,
 ) -> Cell:
     """``load`` on the running event loop (for callers that also await Serve handles)."""
     sampler = CpuSampler()
@@ -340,7 +349,9 @@ async def load_async(
         sampler.start()
 
     m = asyncio.ensure_future(mark())
-    ok, errors, lat, client_cpu = await _load(url, body, concurrency, warmup_s, duration_s, client)
+    ok, errors, lat, client_cpu = await _load(
+        url, body, concurrency, warmup_s, duration_s, client, headers
+    )
     await m
     return Cell(target, concurrency, duration_s, ok, errors, lat, client_cpu, sampler.stop())
 
@@ -362,13 +373,18 @@ def load(
     warmup_s: float,
     duration_s: float,
     client: str = "raw",
+    headers: dict[str, str] | None = None,
 ) -> Cell:
     """Closed loop: ``concurrency`` connections, each with one request in flight, for warm-up
     plus ``duration_s``. Requests that start in the window count; throughput is count / window.
 
     ``client``: ``raw`` (default; a minimal asyncio HTTP/1.1 keep-alive client on uvloop,
-    ~0.1 ms CPU a request) or ``httpx`` (``httpx.AsyncClient``, ~2-5 ms CPU a request here)."""
-    return run_async(load_async(target, url, body, concurrency, warmup_s, duration_s, client))
+    ~0.1 ms CPU a request) or ``httpx`` (``httpx.AsyncClient``, ~2-5 ms CPU a request here).
+    ``headers``: request headers on top of ``content-type: application/json`` (which they may
+    override), e.g. ``inference-header-content-length`` for OIP binary tensors."""
+    return run_async(
+        load_async(target, url, body, concurrency, warmup_s, duration_s, client, headers)
+    )
 
 
 # -- CPU accounting -----------------------------------------------------------------------------

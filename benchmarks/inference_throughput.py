@@ -2,22 +2,37 @@
 
 Served: ``v2.onnx`` as one version (100% weight) behind the rayrollout router, dynamic batching
 from the version's default config (``max_batch_size`` 32, ``batch_wait_timeout_s`` 0.002),
-loaded over HTTP by a closed-loop client (default: 64 concurrent single-row ``/v1`` predict
-requests, plus a cell of 32-row requests). The version is deployed from a subclass of
-``ModelVersion`` that only counts the batch sizes ``@serve.batch`` formed, so the in-process
-figure can be taken on exactly those batches.
+loaded over HTTP by a closed-loop client. Cells, in this order, in one Ray session per mode:
 
-In-process, same process after serving, same runtime object the version uses
-(``load_runtime("onnx", v2.onnx, intra_op_threads=1)``), no Ray:
+* ``json``: ``/v1`` predict, ``{"instances": [...]}``: 64 concurrent single-row requests (the
+  worst case: per-request overhead against a ~1 us/row model), and 32-row requests at c=8;
+* ``binary``: what a batch-scoring user sends: OIP ``/v2/models/{model}/infer`` with the
+  binary tensor extension (``Inference-Header-Content-Length``, ``binary_data_size``; FP32
+  little-endian rows) asking for binary outputs (``binary_data_output``), over a sweep of rows
+  per request (default 1, 32, 256, 1024, 4096) at concurrency 8.
 
-* ``model @ formed batches``: ``predict`` on the batch-size mix the server formed (the main
-  comparison: served rows/s over this is the headline ratio);
-* ``sweep``: ``predict`` at batch sizes 1..32;
-* ``pipeline``: per request ``decode_v1`` + ``predict`` + ``encode_v1`` (the router's own JSON work,
-  no HTTP, no Ray) on the same batches: how much of the gap is the protocol.
+The router's ``max_body_bytes`` / ``max_batch_rows`` are raised to fit the largest request. The
+version is deployed from a subclass of ``ModelVersion`` that only counts the batch sizes (rows
+per model call) ``@serve.batch`` formed, so the in-process figure is taken on exactly those.
 
-    python -m benchmarks.inference_throughput            # ~3-4 min: modes proxy and direct-tuned
-    python -m benchmarks.inference_throughput --quick    # ~1 min: proxy mode only
+In-process, on the same runtime object the version uses (``load_runtime("onnx", v2.onnx,
+intra_op_threads=1)``), two ways:
+
+* ``model @ formed batches, right after`` (the headline ratio's denominator): in the worker,
+  right after each served cell, with the Ray session idle, ``predict`` replays that cell's
+  batch-size mix for a few seconds; rows / elapsed, like the served figure, under the same
+  machine load (this 2-core box is shared; loads move by 2x within minutes);
+* ``model @ formed batches, best-of`` (conservative): in the parent after all workers, no Ray
+  running, every size timed in best-of-15 short rounds interleaved across sizes (the model on a
+  quiet core);
+* ``sweep``: ``predict`` at batch sizes 1..32 (best-of);
+* ``pipeline`` (single-row JSON cells): per request ``decode_v1`` + ``predict`` +
+  ``encode_v1`` on the same batches: how much of the gap is the JSON protocol;
+* ``oip`` (binary cells): ``decode_v2`` + ``predict`` + ``encode_v2`` (binary out) of one
+  request of that many rows: what the binary protocol costs without HTTP and Ray.
+
+    python -m benchmarks.inference_throughput            # ~5 min: modes proxy and direct-tuned
+    python -m benchmarks.inference_throughput --quick    # ~1.5 min: proxy mode only, 4 s cells
 """
 
 from __future__ import annotations
@@ -41,6 +56,10 @@ VERSION = "v2"
 PREFIX = "/rr"
 MAX_ONGOING = 1000
 SWEEP = (1, 2, 4, 8, 16, 32)
+ROWS = (1, 32, 256, 1024, 4096)  # rows per binary request
+GOAL = 0.7
+FEATURES = 64  # v2.onnx: input FP32 [-1, 64]
+HEADER_LENGTH = "inference-header-content-length"
 
 
 class CountingModelVersion(ModelVersion):
@@ -84,116 +103,264 @@ def deploy_one(version_cfg: dict[str, Any], router_cfg: dict[str, Any]) -> None:
     )
 
 
+# -- requests -----------------------------------------------------------------------------------
+
+
+def rows_of(x: np.ndarray, rows: int) -> np.ndarray:
+    """``rows`` rows of the held-out set, tiled."""
+    return np.ascontiguousarray(np.concatenate([x] * -(-rows // len(x)))[:rows])
+
+
 def body(x: np.ndarray, rows: int) -> bytes:
-    return json.dumps({"instances": x[:rows].tolist()}).encode()
+    return json.dumps({"instances": rows_of(x, rows).tolist()}).encode()
+
+
+def binary_request(x: np.ndarray, rows: int) -> tuple[bytes, dict[str, str]]:
+    """An OIP infer request with the input as a binary tensor, asking for binary outputs."""
+    arr = rows_of(x, rows).astype("<f4")
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "datatype": "FP32",
+                    "shape": [rows, FEATURES],
+                    "parameters": {"binary_data_size": arr.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
+    return head + arr.tobytes(), headers
+
+
+def decode_binary_response(content: bytes, headers: Any) -> dict[str, np.ndarray]:
+    n = int(headers[HEADER_LENGTH])
+    doc, blob, off = json.loads(content[:n]), memoryview(content)[n:], 0
+    out = {}
+    for t in doc["outputs"]:
+        size = t["parameters"]["binary_data_size"]
+        dt = {"FP32": "<f4", "INT64": "<i8"}[t["datatype"]]
+        out[t["name"]] = np.frombuffer(blob[off : off + size], dtype=dt).reshape(t["shape"])
+        off += size
+    return out
+
+
+def cell_request(kind: str, x: np.ndarray, rows: int) -> tuple[str, bytes, dict[str, str]]:
+    """(path, body, headers) of one cell's request."""
+    if kind == "json":
+        return f"{PREFIX}/v1/models/{MODEL}/predict", body(x, rows), {}
+    b, h = binary_request(x, rows)
+    return f"{PREFIX}/v2/models/{MODEL}/infer", b, h
+
+
+def load_rt() -> Any:
+    """The runtime object the version uses, loaded here."""
+    from rayrollout.runtime import load_runtime
+
+    return load_runtime("onnx", c.ARTIFACTS / f"{VERSION}.onnx", "cpu", intra_op_threads=1)
+
+
+def check_binary(base: str, x: np.ndarray, rows_list: list[int], rt: Any) -> None:
+    """One request per size: the answer is binary and matches the model run in-process."""
+    import httpx
+
+    for rows in rows_list:
+        path, b, h = cell_request("binary", x, rows)
+        r = httpx.post(base + path, content=b, headers=h, timeout=60)
+        if r.status_code != 200:
+            raise RuntimeError(f"binary request of {rows} rows: {r.status_code} {r.text[:300]}")
+        got = decode_binary_response(r.content, r.headers)
+        want = rt.predict({"input": rows_of(x, rows)})
+        if not np.array_equal(got["label"], want["label"]) or not np.allclose(
+            got["probabilities"], want["probabilities"], rtol=1e-5, atol=1e-6
+        ):
+            raise RuntimeError(f"binary answer of {rows} rows differs from in-process predict")
+
+
+# -- served -------------------------------------------------------------------------------------
 
 
 def served_cells(
     port: int,
     x: np.ndarray,
-    cells: list[tuple[int, int]],
+    cells: list[tuple[str, int, int]],
     warmup: float,
     duration: float,
     client: str,
     mode: str,
+    replay: float,
 ) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}{PREFIX}/v1/models/{MODEL}/predict"
-    c.wait_http_ok(url, body(x, 1))
+    base = f"http://127.0.0.1:{port}"
+    c.wait_http_ok(base + cell_request("json", x, 1)[0], body(x, 1))
+    rt = load_rt()
+    check_binary(base, x, sorted({r for k, r, _ in cells if k == "binary"}), rt)
     # One event loop for the load and the handle calls: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a
     # handle's router runs on the loop it was first used on.
-    return list(c.run_async(_served_cells(url, x, cells, warmup, duration, client, mode)))
+    return list(
+        c.run_async(_served_cells(base, x, cells, warmup, duration, client, mode, rt, replay))
+    )
+
+
+def replay_mix(rt: Any, x: np.ndarray, mix: dict[int, int], window_s: float) -> dict[str, Any]:
+    """``predict`` over the batch-size mix a served cell formed, in the same shuffled proportion,
+    for ``window_s`` (whole passes over the mix, at least one), right after that cell and under the
+    same machine load: rows / elapsed, measured like the served figure (no best-of). Also the
+    CPU the idle Ray session took meanwhile (it competes with this measurement)."""
+    seq = [k for k, n in sorted(mix.items()) for _ in range(n)]
+    if not seq:
+        return {"rows_per_s": float("nan"), "window_s": 0.0, "ray_idle_cores": 0.0}
+    np.random.default_rng(0).shuffle(seq)
+    xs = rows_of(x, max(seq))
+    batches = [{"input": xs[:k]} for k in seq]
+    rt.predict(batches[0])
+    sampler = c.CpuSampler()
+    sampler.start()
+    rows, t0 = 0, time.perf_counter()
+    while True:
+        for b, k in zip(batches, seq, strict=True):
+            rt.predict(b)
+            rows += k
+        dt = time.perf_counter() - t0
+        if dt >= window_s:
+            break
+    idle = sum(sampler.stop().values())
+    return {
+        "rows_per_s": round(rows / dt, 1),
+        "window_s": round(dt, 2),
+        "ray_idle_cores": round(idle / dt, 3),
+    }
 
 
 async def _served_cells(
-    url: str,
+    base: str,
     x: np.ndarray,
-    cells: list[tuple[int, int]],
+    cells: list[tuple[str, int, int]],
     warmup: float,
     duration: float,
     client: str,
     mode: str,
+    rt: Any,
+    replay: float,
 ) -> list[dict[str, Any]]:
     from ray import serve
 
     handle = serve.get_deployment_handle("ModelVersion", f"{MODEL}-{VERSION}")
     out = []
-    for rows, conc in cells:
-        b = body(x, rows)
-        await c.load_async("warmup", url, b, conc, 0.0, warmup, client)
+    for kind, rows, conc in cells:
+        path, b, h = cell_request(kind, x, rows)
+        url = base + path
+        await c.load_async("warmup", url, b, conc, 0.0, warmup, client, h)
         await handle.batch_sizes.remote()  # drop the warm-up's batches
-        cell = await c.load_async(f"served rows={rows}", url, b, conc, 0.0, duration, client)
+        name = f"served {kind} rows={rows}"
+        cell = await c.load_async(name, url, b, conc, 0.0, duration, client, h)
         sizes = {int(k): v for k, v in (await handle.batch_sizes.remote()).items()}
         s = cell.summary()
         n_batches = sum(sizes.values())
         s.update(
             mode=mode,
+            kind=kind,
             rows_per_request=rows,
+            request_bytes=len(b),
             rows_per_s=round(cell.rps * rows, 1),
             batch_sizes=dict(sorted(sizes.items())),
             model_calls=n_batches,
             mean_batch_rows=round(sum(k * v for k, v in sizes.items()) / max(n_batches, 1), 2),
+            loadavg_1m_after=round(os.getloadavg()[0], 2),
         )
+        # in-process on the same batches, right after (the loop is idle: no load runs now)
+        s["in_process_interleaved"] = replay_mix(rt, x, sizes, replay)
         print(
-            f"[{mode}] served rows/request={rows:<3d} c={conc:<3d} {s['rows_per_s']:9.1f} rows/s "
-            f"({s['rps']:.1f} req/s) p50={s['p50_ms']:.1f} ms p99={s['p99_ms']:.1f} ms "
-            f"mean batch={s['mean_batch_rows']} rows errors={s['errors']}",
+            f"[{mode}] served {kind:6s} rows/request={rows:<4d} c={conc:<3d} "
+            f"{s['rows_per_s']:10.1f} rows/s ({s['rps']:.1f} req/s) p50={s['p50_ms']:.1f} ms "
+            f"p99={s['p99_ms']:.1f} ms mean batch={s['mean_batch_rows']} rows "
+            f"errors={s['errors']} load={s['loadavg_1m_after']}; in-process right after: "
+            f"{s['in_process_interleaved']['rows_per_s']:.1f} rows/s",
             flush=True,
         )
         out.append(s)
     return out
 
 
-def _time_calls(fn: Any, min_s: float, rounds: int = 15) -> float:
-    """Seconds per call of ``fn``: the best of ``rounds`` short rounds totalling ``min_s``
-    (many short rounds, so a burst of load from other processes spoils few of them)."""
-    fn()
-    best = float("inf")
+# -- in-process ---------------------------------------------------------------------------------
+
+
+def _time_many(fns: dict[Any, Any], min_s: float, rounds: int = 15) -> dict[Any, float]:
+    """Seconds per call of each ``fn``: the best of ``rounds`` short rounds of ``min_s / rounds``
+    (many short rounds, so a burst of load from other processes spoils few of them). Rounds are
+    interleaved across the functions, so a slow spell of the machine hits every size alike."""
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_s / rounds:
-                break
-        best = min(best, dt / n)
+        for k, fn in fns.items():
+            n, t0 = 0, time.perf_counter()
+            while True:
+                fn()
+                n += 1
+                dt = time.perf_counter() - t0
+                if dt >= min_s / rounds:
+                    break
+            best[k] = min(best[k], dt / n)
     return best
 
 
 def in_process(
-    x: np.ndarray, sizes: set[int], pipeline_sizes: set[int], min_s: float
+    x: np.ndarray, sizes: set[int], pipeline_sizes: set[int], oip_rows: set[int], min_s: float
 ) -> dict[str, Any]:
-    """Seconds per ``predict`` call at each of ``sizes``, and per decode+predict+encode of that
-    many single-row requests at each of ``pipeline_sizes``."""
+    """Seconds per ``predict`` call at each of ``sizes``; per decode+predict+encode of that
+    many single-row JSON requests at each of ``pipeline_sizes``; per decode_v2+predict+encode_v2
+    of one binary request of each of ``oip_rows`` rows."""
     from rayrollout import protocol
     from rayrollout.runtime import load_runtime
 
     rt = load_runtime("onnx", c.ARTIFACTS / f"{VERSION}.onnx", "cpu", intra_op_threads=1)
     sig = rt.signature
-    xs = np.concatenate([x] * -(-max(sizes | pipeline_sizes) // len(x)))  # enough rows
-    out: dict[str, Any] = {"predict_s": {}, "pipeline_s": {}}
-    for b in sorted(sizes):
-        batch = {"input": xs[:b]}
-        out["predict_s"][b] = _time_calls(lambda batch=batch: rt.predict(batch), min_s)
-    for b in sorted(pipeline_sizes):
-        one = json.dumps({"instances": xs[:1].tolist()}).encode()
+    xs = rows_of(x, max(sizes | pipeline_sizes | oip_rows))
+    one = json.dumps({"instances": xs[:1].tolist()}).encode()
 
-        def pipeline(b: int = b, one: bytes = one) -> None:
+    def predict(b: int) -> Any:
+        batch = {"input": xs[:b]}
+        return lambda: rt.predict(batch)
+
+    def pipeline(b: int) -> Any:
+        def fn() -> None:
             # b single-row requests: decode each, run them as one batch, encode each answer
             arrays = [protocol.decode_v1(one, sig, 1024)["input"] for _ in range(b)]
             res = rt.predict({"input": np.concatenate(arrays)})
             for i in range(b):
                 protocol.encode_v1(MODEL, VERSION, {k: v[i : i + 1] for k, v in res.items()}, {})
 
-        out["pipeline_s"][b] = _time_calls(pipeline, min_s)
+        return fn
+
+    def oip(rows: int) -> Any:
+        b, h = binary_request(x, rows)
+
+        def fn() -> None:
+            arrays, doc = protocol.decode_v2(b, h, sig, rows)
+            protocol.encode_v2(MODEL, VERSION, rt.predict(arrays), doc, {})
+
+        return fn
+
+    fns = {("predict", b): predict(b) for b in sorted(sizes)}
+    fns.update({("pipeline", b): pipeline(b) for b in sorted(pipeline_sizes)})
+    fns.update({("oip", r): oip(r) for r in sorted(oip_rows)})
+    t = _time_many(fns, min_s)
+    out: dict[str, dict[int, float]] = {"predict_s": {}, "pipeline_s": {}, "oip_s": {}}
+    for (what, n), secs in t.items():
+        out[f"{what}_s"][n] = secs
     return out
 
 
 def rows_per_s_on_mix(per_call_s: dict[int, float], mix: dict[int, int]) -> float:
     rows = sum(k * n for k, n in mix.items())
     secs = sum(per_call_s[k] * n for k, n in mix.items())
-    return rows / secs
+    return rows / secs if secs else float("nan")
 
+
+# -- config -------------------------------------------------------------------------------------
 
 VERSION_CFG = {
     "model": MODEL,
@@ -202,53 +369,129 @@ VERSION_CFG = {
     "artifact": str(c.ARTIFACTS / f"{VERSION}.onnx"),
     "max_ongoing_requests": MAX_ONGOING,
 }
-ROUTER_CFG = {
-    "model": MODEL,
-    "weights": {VERSION: 100.0},
-    "deployment": {"max_ongoing_requests": MAX_ONGOING},
-}
+
+
+def router_cfg(max_rows: int) -> dict[str, Any]:
+    """The router, with body and row limits raised to fit a ``max_rows`` binary request."""
+    return {
+        "model": MODEL,
+        "weights": {VERSION: 100.0},
+        "deployment": {"max_ongoing_requests": MAX_ONGOING},
+        "max_batch_rows": max(1024, max_rows),
+        "max_body_bytes": max(1_000_000, max_rows * FEATURES * 4 + 64 * 1024),
+    }
 
 
 def heldout() -> np.ndarray:
     return np.load(c.HELDOUT)["X"].astype(np.float32)[:64]
 
 
+def make_cells(
+    rows: list[int], concurrency: int, sweep_concurrency: int
+) -> list[tuple[str, int, int]]:
+    """(kind, rows per request, concurrency): the JSON cells, then the binary sweep."""
+    return [("json", 1, concurrency), ("json", 32, 8)] + [
+        ("binary", r, sweep_concurrency) for r in rows
+    ]
+
+
 def worker(
-    mode: str, out: Path, cells: list[tuple[int, int]], warmup: float, duration: float, client: str
+    mode: str,
+    out: Path,
+    cells: list[tuple[str, int, int]],
+    warmup: float,
+    duration: float,
+    client: str,
+    replay: float,
 ) -> None:
     port = c.free_port()
     c.start_ray(port)
     try:
-        deploy_one(VERSION_CFG, ROUTER_CFG)
-        served = served_cells(port, heldout(), cells, warmup, duration, client, mode)
+        deploy_one(VERSION_CFG, router_cfg(max(r for _, r, _ in cells)))
+        served = served_cells(port, heldout(), cells, warmup, duration, client, mode, replay)
         out.write_text(json.dumps({"mode": mode, "served": served}))
     finally:
         c.stop_ray()
 
 
+# -- report -------------------------------------------------------------------------------------
+
+
+def _cpu_groups(s: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds of a cell by role: client, proxy (Serve proxy or HAProxy), router replica,
+    version replica, the rest of Ray."""
+    g: dict[str, float] = collections.defaultdict(float)
+    g["client"] = s["client_cpu_s"]
+    for k, v in s["server_cpu_s"].items():
+        if k.endswith(":Router"):
+            g["router"] += v
+        elif k.endswith(":ModelVersion"):
+            g["version"] += v
+        elif k in ("ProxyActor", "haproxy", "HAProxyManager"):
+            g["proxy"] += v
+        else:
+            g["other"] += v
+    return dict(g)
+
+
+def cpu_line(s: dict[str, Any]) -> str:
+    n = max(s["requests"], 1)
+    g = _cpu_groups(s)
+    total = sum(g.values())
+    parts = ", ".join(f"{k}={1000 * v / n:.2f}" for k, v in g.items())
+    return (
+        f"[{s['mode']}] {s['kind']} {s['rows_per_request']} rows/req: CPU ms per request "
+        f"{1000 * total / n:.2f} ({parts}); {total / s['duration_s']:.2f} cores busy"
+    )
+
+
+def goal_reached(rows_ratio: list[tuple[int, float]]) -> dict[str, Any]:
+    """Smallest request size from which every larger one in the sweep is >= GOAL."""
+    at = None
+    for r, ratio in sorted(rows_ratio, reverse=True):
+        if ratio >= GOAL:
+            at = r
+        else:
+            break
+    best = max(rows_ratio, key=lambda t: t[1])
+    return {"goal": GOAL, "reached_from_rows": at, "best_rows": best[0], "best_ratio": best[1]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="~1 min: one mode, 5 s cells")
+    p.add_argument("--quick", action="store_true", help="~1.5 min: one mode, 4 s cells")
     p.add_argument(
         "--modes",
         default=None,
         help="Serve modes, each its own Ray session (default: proxy,direct-tuned; --quick: proxy)",
     )
-    p.add_argument("--concurrency", type=int, default=64, help="single-row requests in flight")
+    p.add_argument("--concurrency", type=int, default=64, help="single-row JSON requests in flight")
+    p.add_argument(
+        "--rows",
+        default=",".join(map(str, ROWS)),
+        help="rows per binary request, comma-separated (the sweep)",
+    )
+    p.add_argument("--sweep-concurrency", type=int, default=8, help="binary requests in flight")
     p.add_argument("--duration", type=float, default=None, help="seconds per served cell")
     p.add_argument("--warmup", type=float, default=None)
+    p.add_argument(
+        "--replay",
+        type=float,
+        default=None,
+        help="seconds of in-process predict on each cell's formed batches, right after it",
+    )
     p.add_argument("--client", choices=c.CLIENTS, default="raw")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--cells", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    duration = a.duration or (5.0 if a.quick else 10.0)
-    warmup = a.warmup if a.warmup is not None else 2.0
-    min_s = 0.5 if a.quick else 1.0
-    # (rows per request, concurrency): the asked-for cell, then client-side batches for contrast
-    cells = [(1, a.concurrency), (32, 8)]
+    duration = a.duration or (4.0 if a.quick else 8.0)
+    warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 2.0)
+    min_s = 0.3 if a.quick else 0.6
+    replay = a.replay or (2.0 if a.quick else 3.0)
+    rows = [int(r) for r in a.rows.split(",") if r]
+    cells = make_cells(rows, a.concurrency, a.sweep_concurrency)
     if a.worker:
-        worker(a.worker, a.out, cells, warmup, duration, a.client)
+        worker(a.worker, a.out, cells, warmup, duration, a.client, replay)
         return 0
     modes = (a.modes or ("proxy" if a.quick else "proxy,direct-tuned")).split(",")
 
@@ -257,76 +500,136 @@ def main(argv: list[str] | None = None) -> int:
     args = [
         "--concurrency",
         str(a.concurrency),
+        "--rows",
+        a.rows,
+        "--sweep-concurrency",
+        str(a.sweep_concurrency),
         "--duration",
         str(duration),
         "--warmup",
         str(warmup),
+        "--replay",
+        str(replay),
         "--client",
         a.client,
     ]
     served = []
     for m in modes:
         served += c.run_worker("benchmarks.inference_throughput", m, args, 900)["served"]
+    t_served = time.time() - t0
 
     # in-process: this process, no Ray running
     x = heldout()
-    sizes, pipeline_sizes = set(SWEEP), set(SWEEP)
+    sizes, pipeline_sizes, oip_rows = set(SWEEP), set(SWEEP), set(rows)
     for s in served:
         sizes |= set(int(k) for k in s["batch_sizes"])
-        if s["rows_per_request"] == 1:
+        if s["kind"] == "json" and s["rows_per_request"] == 1:
             pipeline_sizes |= set(int(k) for k in s["batch_sizes"])
-    ip = in_process(x, sizes, pipeline_sizes, min_s)
-    pred, pipe = ip["predict_s"], ip["pipeline_s"]
+    ip = in_process(x, sizes, pipeline_sizes, oip_rows, min_s)
+    pred, pipe, oip = ip["predict_s"], ip["pipeline_s"], ip["oip_s"]
 
-    rows_out, ratios, comparisons = [], {}, []
+    rows_out, sweep_out, ratios, comparisons = [], [], {}, []
+    goal: dict[str, Any] = {}
     for s in served:
         mix = {int(k): v for k, v in s["batch_sizes"].items()}
-        model_mix = rows_per_s_on_mix(pred, mix)
-        single = s["rows_per_request"] == 1
-        pipe_mix = rows_per_s_on_mix(pipe, mix) if single else float("nan")
-        row = {
+        model_mix = rows_per_s_on_mix(pred, mix)  # best-of, quiet (no Ray), after the run
+        inter = s["in_process_interleaved"]["rows_per_s"]  # right after the cell, same load
+        r = s["rows_per_request"]
+        ratio, ratio_best = s["rows_per_s"] / inter, s["rows_per_s"] / model_mix
+        row: dict[str, Any] = {
             "served": s,
             "in_process_rows_per_s": {
-                "model_at_formed_batches": round(model_mix, 1),
-                "model_batch1": round(1 / pred[1], 1),
-                "model_batch32": round(32 / pred[32], 1),
+                "model_at_formed_batches_interleaved": inter,
+                "model_at_formed_batches_best_of_no_ray": round(model_mix, 1),
+                "model_at_request_size_best_of_no_ray": round(r / pred[r], 1),
             },
+            "ratio": round(ratio, 4),
+            "ratio_vs_best_of_no_ray": round(ratio_best, 4),
         }
-        key = f"{s['mode']}, {s['rows_per_request']} row/req"
-        ratios[f"{key}: served / in-process model @ formed batches"] = round(
-            s["rows_per_s"] / model_mix, 4
+        key = f"{s['mode']}, {s['kind']}, {r} row/req"
+        ratios[f"{key}: served / in-process model @ formed batches (interleaved)"] = round(ratio, 4)
+        ratios[f"{key}: served / in-process model @ formed batches (best-of, no Ray)"] = round(
+            ratio_best, 4
         )
-        ratios[f"{key}: served / in-process model @ batch 1"] = round(s["rows_per_s"] * pred[1], 4)
-        if s["rows_per_request"] == 1:
-            row["in_process_rows_per_s"]["decode_model_encode_at_formed_batches"] = round(
-                pipe_mix, 1
+        if s["kind"] == "json":
+            ratios[f"{key}: served / in-process model @ batch 1"] = round(
+                s["rows_per_s"] * pred[1], 4
             )
-            ratios[f"{key}: served / in-process decode+model+encode @ formed batches"] = round(
-                s["rows_per_s"] / pipe_mix, 4
-            )
-        comparisons.append(row)
-        rows_out.append(
-            [
-                f"served [{s['mode']}], {s['rows_per_request']} row/req, c={s['concurrency']}",
-                s["rows_per_s"],
-                s["mean_batch_rows"],
-                s["p50_ms"],
-                s["p99_ms"],
-            ]
-        )
-        rows_out.append(
-            ["  in-process model @ same batches", round(model_mix, 1), s["mean_batch_rows"], "", ""]
-        )
-        if s["rows_per_request"] == 1:
             rows_out.append(
                 [
-                    "  in-process decode+model+encode @ same batches",
-                    round(pipe_mix, 1),
+                    f"served [{s['mode']}], JSON, {r} row/req, c={s['concurrency']}",
+                    s["rows_per_s"],
                     s["mean_batch_rows"],
+                    s["p50_ms"],
+                    s["p99_ms"],
+                ]
+            )
+            rows_out.append(["  in-process model @ same batches, right after", inter, "", "", ""])
+            rows_out.append(
+                [
+                    "  in-process model @ same batches, best-of no Ray",
+                    round(model_mix, 1),
+                    "",
                     "",
                     "",
                 ]
             )
+            if r == 1:
+                pipe_mix = rows_per_s_on_mix(pipe, mix)
+                row["in_process_rows_per_s"]["decode_model_encode_at_formed_batches"] = round(
+                    pipe_mix, 1
+                )
+                ratios[f"{key}: served / in-process decode+model+encode @ formed batches"] = round(
+                    s["rows_per_s"] / pipe_mix, 4
+                )
+                rows_out.append(
+                    [
+                        "  in-process decode+model+encode @ same batches",
+                        round(pipe_mix, 1),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+        else:
+            oip_rps = r / oip[r]
+            row["in_process_rows_per_s"]["oip_decode_model_encode_one_request"] = round(oip_rps, 1)
+            ratios[f"{key}: served / in-process OIP decode+model+encode"] = round(
+                s["rows_per_s"] / oip_rps, 4
+            )
+            sweep_out.append(
+                [
+                    s["mode"],
+                    r,
+                    s["rps"],
+                    s["rows_per_s"],
+                    s["mean_batch_rows"],
+                    inter,
+                    f"{ratio:.3f}x",
+                    round(model_mix, 1),
+                    f"{ratio_best:.3f}x",
+                    s["p50_ms"],
+                    s["p99_ms"],
+                    s["loadavg_1m_after"],
+                ]
+            )
+        comparisons.append(row)
+    for m in modes:
+        binary = [
+            s for s in comparisons if s["served"]["mode"] == m and s["served"]["kind"] == "binary"
+        ]
+        if binary:
+            goal[m] = {
+                "interleaved": goal_reached(
+                    [(s["served"]["rows_per_request"], s["ratio"]) for s in binary]
+                ),
+                "best_of_no_ray": goal_reached(
+                    [
+                        (s["served"]["rows_per_request"], s["ratio_vs_best_of_no_ray"])
+                        for s in binary
+                    ]
+                ),
+            }
     sweep = {
         b: {
             "model_rows_per_s": round(b / pred[b], 1),
@@ -339,40 +642,76 @@ def main(argv: list[str] | None = None) -> int:
     print(c.table(rows_out, ["what", "rows/s", "mean batch", "p50 ms", "p99 ms"]))
     print()
     print(
+        f"OIP binary tensors, c={a.sweep_concurrency}: served rows/s vs in-process onnxruntime on "
+        "the formed batches (right after the cell / best-of with no Ray)"
+    )
+    print(
+        c.table(
+            sweep_out,
+            [
+                "mode",
+                "rows/req",
+                "req/s",
+                "served rows/s",
+                "mean batch",
+                "in-proc (after)",
+                "ratio",
+                "in-proc (best)",
+                "ratio",
+                "p50 ms",
+                "p99 ms",
+                "load",
+            ],
+        )
+    )
+    print()
+    print(
+        c.table(
+            [[r, round(r / pred[r], 1), round(r / oip[r], 1)] for r in sorted(oip_rows)],
+            ["rows", "in-process model rows/s", "decode_v2+model+encode_v2 rows/s"],
+        )
+    )
+    print()
+    print(
         c.table(
             [
                 [b, v["model_rows_per_s"], v["decode_model_encode_rows_per_s"]]
                 for b, v in sweep.items()
             ],
-            ["batch", "in-process model rows/s", "decode+model+encode rows/s"],
+            ["batch", "in-process model rows/s", "JSON decode+model+encode rows/s"],
         )
     )
     print()
     for k, v in ratios.items():
-        print(f"{k:80s} {v:.4f}x")
+        print(f"{k:86s} {v:.4f}x")
     print()
     for s in served:
-        if s["rows_per_request"] != 1:
-            continue
-        n = max(s["requests"], 1)
-        print(
-            f"CPU ms per single-row request [{s['mode']}]: client="
-            f"{1000 * s['client_cpu_s'] / n:.3f}, "
-            + ", ".join(
-                f"{k}={1000 * v / n:.3f}"
-                for k, v in sorted(s["server_cpu_s"].items())
-                if 1000 * v / n >= 0.05
+        print(cpu_line(s))
+    print()
+    for m, gg in goal.items():
+        for which, g in gg.items():
+            if g["reached_from_rows"] is not None:
+                verdict = f"reached from {g['reached_from_rows']} rows/request"
+            else:
+                verdict = f"NOT reached up to {max(rows)} rows/request"
+            print(
+                f"[{m}] goal >= {GOAL}x vs in-process ({which}): {verdict} "
+                f"(best {g['best_ratio']:.3f}x at {g['best_rows']} rows/request)"
             )
-        )
 
     doc = {
         "benchmark": "inference_throughput",
-        "command": "python -m benchmarks.inference_throughput" + (" --quick" if a.quick else ""),
+        "command": "python -m benchmarks.inference_throughput"
+        + (" --quick" if a.quick else "")
+        + (f" --modes {a.modes}" if a.modes else ""),
         "config": {
             "version": VERSION_CFG,
-            "router": ROUTER_CFG,
-            "batching": "VersionConfig defaults: max_batch_size=32, batch_wait_timeout_s=0.002",
-            "cells": [{"rows_per_request": r, "concurrency": k} for r, k in cells],
+            "router": router_cfg(max(rows)),
+            "batching": "VersionConfig defaults: max_batch_size=32 (requests), "
+            "batch_wait_timeout_s=0.002, inline_rows=64",
+            "cells": [{"kind": k, "rows_per_request": r, "concurrency": n} for k, r, n in cells],
+            "binary_request": "POST /v2/models/bench/infer, inference-header-content-length, "
+            "input FP32 [rows, 64] as binary_data_size, parameters.binary_data_output=true",
             "modes": modes,
             "mode_env": {m: c.mode_flags(m) for m in modes},
             "warmup_s": warmup,
@@ -380,14 +719,27 @@ def main(argv: list[str] | None = None) -> int:
             "load_generator": f"{a.client}: one asyncio client process (the Ray driver), "
             "closed loop, one keep-alive connection per request in flight",
             "in_process": "rayrollout.runtime.load_runtime('onnx', v2.onnx, "
-            "intra_op_threads=1) in the parent process with no Ray running; "
-            f"best of 15 rounds of >= {min_s / 15:.3f} s per batch size",
+            "intra_op_threads=1). interleaved (headline): in the worker right after each "
+            f"served cell (Ray idle), predict over that cell's formed batch-size mix for "
+            f">= {replay:g} s, rows / elapsed. best_of_no_ray: in the parent after all "
+            f"workers, no Ray running, best of 15 rounds of >= {min_s / 15:.3f} s per size, "
+            "rounds interleaved across sizes",
+            "replay_s": replay,
         },
         "machine": {**meta, "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
         "git": c.git_rev(),
         "wall_s": round(time.time() - t0, 1),
+        "served_wall_s": round(t_served, 1),
         "results": comparisons,
+        "goal": goal,
         "in_process_sweep": sweep,
+        "in_process_request_sizes": {
+            r: {
+                "model_rows_per_s": round(r / pred[r], 1),
+                "oip_decode_model_encode_rows_per_s": round(r / oip[r], 1),
+            }
+            for r in sorted(oip_rows)
+        },
         "ratios": ratios,
     }
     path = c.write_result("inference_throughput", doc, a.out)

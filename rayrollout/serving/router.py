@@ -438,5 +438,8 @@ class Router:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[-1] if text else e.__class__.__name__)[:300]
+    """The most telling line of an error: remote tracebacks end with ``Type: message``."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines()]
+    telling = [ln for ln in lines if ":" in ln and any(c.isalpha() for c in ln)]
+    best = telling[-1] if telling else (lines[0] if lines else "")
+    return (best or e.__class__.__name__)[:300]
