@@ -29,7 +29,11 @@ def _row(x: Line) -> str:
                 f"| | | | |")
     e, s = x["exposure"], x["seconds"]
     return (f"| {x['method']} | | {_fmt(x['miss_rate'], True)} | {_fmt(e['median'])} / "
-            f"{_fmt(e['p90'])} | {_fmt(s['median'])} | {_fmt(x.get('efficiency'))} |")
+            f"{_fmt(e['p90'])} | {_fmt(s['median'])} | {_ratio(x.get('efficiency'))} |")
+
+
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
 
 
 def _target(ok: bool | None, what: str) -> str:
