@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --system
 export RAY_USAGE_STATS_ENABLED=0 RAY_SERVE_LOG_TO_STDERR=0
 .venv/bin/ruff check --output-format concise .
+.venv/bin/mypy rayrollout tests benchmarks
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

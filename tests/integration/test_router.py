@@ -48,7 +48,7 @@ def test_split_pin_shadow_and_version_reporting(deploy, heldout) -> None:
             "v2": 30.0,
             "v2-torch": 0.0,
         }
-        served = Counter()
+        served: Counter[str] = Counter()
         for i in range(120):
             r = c.post(f"/v1/models/{d.model}/predict", json={"instances": X[i : i + 1].tolist()})
             assert r.status_code == 200, r.text

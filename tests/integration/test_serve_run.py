@@ -35,7 +35,8 @@ def serve_run(config: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen[
 
 
 def wait_ok(url: str, method: str = "GET", timeout_s: float = 150, **kw: Any) -> httpx.Response:
-    deadline, last = time.monotonic() + timeout_s, None
+    deadline = time.monotonic() + timeout_s
+    last: httpx.Response | Exception | None = None
     while time.monotonic() < deadline:
         try:
             r = httpx.request(method, url, timeout=5, **kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from rayrollout.spec import RolloutSpec
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
-def builder_model(import_path: str) -> type:
+def builder_model(import_path: str) -> Any:
     module, name = import_path.split(":")
     assert module == "rayrollout.serving.app"
     fn = getattr(builders, name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ def binomial_ok(k: int, n: int, p: float, z: float = 4.0) -> bool:
     return abs(k - n * p) <= z * math.sqrt(n * p * (1 - p))
 
 
-def table(weights: dict[str, float], **kw: object) -> RoutingTable:
+def table(weights: Mapping[str, float], **kw: Any) -> RoutingTable:
     return RoutingTable.from_percent("m", 0, weights, **kw)
 
 

@@ -247,7 +247,8 @@ def test_resume_keeps_the_spec_order_of_checks_so_replay_matches(tmp_path: Path)
     store = Store(tmp_path / "o.db")
     core = ControllerCore.create(store, spec, 0.0, 0)
     drive(core, range(10), seed=SEED)
-    core = ControllerCore.load(Store(tmp_path / "o.db"), spec.model)  # a restarted controller
-    assert core is not None and list(core.judges["v2"]) == ["latency", "errors"]
+    loaded = ControllerCore.load(Store(tmp_path / "o.db"), spec.model)  # a restarted controller
+    assert loaded is not None and list(loaded.judges["v2"]) == ["latency", "errors"]
+    core = loaded
     drive(core, range(10, 40), seed=SEED)
     assert replay_rollout(store, core.rollout)[0]
