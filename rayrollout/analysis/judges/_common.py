@@ -60,6 +60,16 @@ def column_problem(events: EventBatch) -> str | None:
     return None
 
 
+def capture_params(args: dict[str, Any]) -> dict[str, Any]:
+    """A judge's constructor arguments (``locals()`` taken first thing in ``__init__``) as the
+    JSON-able ``params`` that ``to_state`` saves and ``from_state`` passes back."""
+    return {
+        k: list(v) if isinstance(v, tuple | list) else v
+        for k, v in args.items()
+        if k not in ("self", "__class__")
+    }
+
+
 @dataclass
 class Selected:
     """The pair's events of one batch, in arrival order, with the candidate weight ``w``."""

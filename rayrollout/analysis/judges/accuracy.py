@@ -14,7 +14,7 @@ from rayrollout.analysis._block_paired import BlockPairedDifference
 from rayrollout.analysis._mix import log_mean_exp
 from rayrollout.analysis._mixture import DEFAULT_KAPPA
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._errors_util import ratio_and_cs
 from rayrollout.events import EventBatch, ShadowEvent
 
@@ -50,6 +50,7 @@ class AccuracyJudge(SequentialJudge):
         cs_kappa: float = DEFAULT_KAPPA,
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, "request", max_unreadable_frac)
         if mode not in MODES:
             raise ValueError(f"{name}: unknown accuracy mode {mode!r}; known: {MODES}")
@@ -59,20 +60,7 @@ class AccuracyJudge(SequentialJudge):
         self.min_labelled = int(min_labelled)
         self.cs_kappa = float(cs_kappa)
         self.max_seen = 0.0
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "mode": mode,
-            "rho0": rho0,
-            "grid": list(grid),
-            "delta": delta,
-            "lambdas": list(lambdas),
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_labelled": min_labelled,
-            "cs_kappa": cs_kappa,
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _consume(
         self,

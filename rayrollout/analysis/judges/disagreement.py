@@ -10,7 +10,7 @@ import numpy as np
 
 from rayrollout.analysis._betting import BettingMeanEProcess
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.events import EventBatch, ShadowEvent
 
 
@@ -38,21 +38,12 @@ class DisagreementJudge(SequentialJudge):
         failed_as_disagree: bool = True,
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, "request", max_unreadable_frac)
         self.proc = BettingMeanEProcess(d0=d0, lambdas=lambdas)
         self.min_comparisons = int(min_comparisons)
         self.failed_as_disagree = bool(failed_as_disagree)
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "d0": d0,
-            "lambdas": None if lambdas is None else list(lambdas),
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_comparisons": min_comparisons,
-            "failed_as_disagree": failed_as_disagree,
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _consume(
         self,

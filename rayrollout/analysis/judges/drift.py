@@ -15,7 +15,7 @@ from rayrollout.analysis._drift import BinnedDriftEProcess, BinnedToleranceEProc
 from rayrollout.analysis._mix import log_mean_exp
 from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.events import EventBatch, Outcome, ShadowEvent
 
 MODES = ("tolerance", "warning", "rank")
@@ -72,6 +72,7 @@ class DriftJudge(SequentialJudge):
         unit_mode: str = "request",
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, unit_mode, max_unreadable_frac)
         if mode not in MODES:
             raise ValueError(f"{name}: unknown drift mode {mode!r}; known: {MODES}")
@@ -92,26 +93,7 @@ class DriftJudge(SequentialJudge):
         self.bin_b = np.zeros(0, dtype=np.int64)
         if edges is not None and mode != "rank":
             self._fix_edges([float(e) for e in edges])
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "mode": mode,
-            "edges": None if edges is None else list(edges),
-            "n_bins": n_bins,
-            "reference_n": reference_n,
-            "lo": lo,
-            "hi": hi,
-            "guarded": None if guarded is None else list(guarded),
-            "grid": list(grid),
-            "kappa": kappa,
-            "delta": delta,
-            "lambdas": list(lambdas),
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_candidate_requests": min_candidate_requests,
-            "unit_mode": unit_mode,
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _fix_edges(self, edges: list[float]) -> None:
         self.edges = edges

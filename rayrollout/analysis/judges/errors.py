@@ -11,7 +11,7 @@ from rayrollout.analysis._bad_event import DEFAULT_RHO_GRID, BadEventEProcess
 from rayrollout.analysis._mixture import DEFAULT_KAPPA
 from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._errors_util import ratio_and_cs
 from rayrollout.events import EventBatch, Outcome, ShadowEvent
 
@@ -46,23 +46,13 @@ class ErrorRateJudge(SequentialJudge):
         cs_kappa: float = DEFAULT_KAPPA,
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, unit_mode, max_unreadable_frac)
         self.proc = BadEventEProcess(rho0=rho0, grid=grid)
         self.min_candidate_requests = int(min_candidate_requests)
         self.cs_kappa = float(cs_kappa)
         self.bad_units = UnitTracker()
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "rho0": rho0,
-            "grid": list(grid),
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_candidate_requests": min_candidate_requests,
-            "unit_mode": unit_mode,
-            "cs_kappa": cs_kappa,
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _consume(
         self,

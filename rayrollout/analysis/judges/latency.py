@@ -12,7 +12,7 @@ from rayrollout.analysis._betting import DEFAULT_LAMBDAS
 from rayrollout.analysis._block_paired import BlockPairedLatency
 from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._outcomes import outcome_codes
 from rayrollout.events import EventBatch, ShadowEvent
 
@@ -45,24 +45,13 @@ class LatencyJudge(SequentialJudge):
         outcomes: Sequence[str] = ("OK",),
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, unit_mode, max_unreadable_frac)
         self.proc = BlockPairedLatency(tau=tau, delta_ms=delta_ms, lambdas=lambdas)
         self.min_blocks = int(min_blocks)
         self.codes = outcome_codes(outcomes, name)
         self.units = UnitTracker()
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "tau": tau,
-            "delta_ms": delta_ms,
-            "lambdas": list(lambdas),
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_blocks": min_blocks,
-            "unit_mode": unit_mode,
-            "outcomes": list(outcomes),
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _consume(
         self,

@@ -13,7 +13,7 @@ from rayrollout.analysis._mixture import DEFAULT_KAPPA
 from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis._tail import TailExceedance
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import Evidence, SequentialJudge
+from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._errors_util import ratio_and_cs
 from rayrollout.analysis.judges._outcomes import outcome_codes
 from rayrollout.events import EventBatch, ShadowEvent
@@ -50,6 +50,7 @@ class LatencyTailJudge(SequentialJudge):
         cs_kappa: float = DEFAULT_KAPPA,
         max_unreadable_frac: float = 0.05,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, unit_mode, max_unreadable_frac)
         self.proc = TailExceedance(
             p=p,
@@ -63,23 +64,7 @@ class LatencyTailJudge(SequentialJudge):
         self.codes = outcome_codes(outcomes, name)
         self.cs_kappa = float(cs_kappa)
         self.units = UnitTracker()
-        self.params = {
-            "name": name,
-            "alpha": alpha,
-            "p": p,
-            "refresh_s": refresh_s,
-            "rho0": rho0,
-            "grid": list(grid),
-            "sketch_size": sketch_size,
-            "min_reference": min_reference,
-            "warmup_s": warmup_s,
-            "start_t": start_t,
-            "min_candidate_requests": min_candidate_requests,
-            "unit_mode": unit_mode,
-            "outcomes": list(outcomes),
-            "cs_kappa": cs_kappa,
-            "max_unreadable_frac": max_unreadable_frac,
-        }
+        self.params = params
 
     def _consume(
         self,

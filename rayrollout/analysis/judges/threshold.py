@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rayrollout.analysis.base import LabelledEvent
-from rayrollout.analysis.judges._common import column_problem
+from rayrollout.analysis.judges._common import capture_params, column_problem
 from rayrollout.analysis.result import CheckResult, Verdict
 from rayrollout.events import EventBatch, Outcome, ShadowEvent
 
@@ -154,14 +154,9 @@ class ThresholdErrorJudge(_ThresholdJudge):
         min_requests: int = 20,
         capacity: int = 100_000,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, max_error_rate, window_s, min_requests, capacity)
-        self.params = {
-            "name": name,
-            "max_error_rate": max_error_rate,
-            "window_s": window_s,
-            "min_requests": min_requests,
-            "capacity": capacity,
-        }
+        self.params = params
 
     def _values(self, events: EventBatch, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         o = events.outcome[m]
@@ -193,18 +188,12 @@ class ThresholdLatencyJudge(_ThresholdJudge):
         min_requests: int = 20,
         capacity: int = 100_000,
     ) -> None:
+        params = capture_params(locals())
         super().__init__(name, max_ms, window_s, min_requests, capacity)
         if not 0.0 < quantile <= 1.0:
             raise ValueError(f"{name}: quantile must lie in (0, 1], got {quantile!r}")
         self.quantile = float(quantile)
-        self.params = {
-            "name": name,
-            "max_ms": max_ms,
-            "quantile": quantile,
-            "window_s": window_s,
-            "min_requests": min_requests,
-            "capacity": capacity,
-        }
+        self.params = params
 
     def _values(self, events: EventBatch, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ok = m & (events.outcome == Outcome.OK)
