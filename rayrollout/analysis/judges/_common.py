@@ -250,6 +250,15 @@ class SequentialJudge:
         started = t >= self.start_t
         return started, started & (t >= self.start_t + self.warmup_s)
 
+    def _first_per_unit(self, judged: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """In session mode, keep only each unit's first judged request (the session is the
+        statistical unit); in request mode, every judged request. Needs ``self.units``."""
+        judged = judged.copy()
+        if self.unit_mode == "session":
+            idx = np.flatnonzero(judged)
+            judged[idx] = self.units.first_mask(unit[idx])  # type: ignore[attr-defined]
+        return judged
+
     def _select(self, events: EventBatch) -> Selected | None:
         """The pair's events of a batch, with exposure and warm-up counted."""
         if not len(events):

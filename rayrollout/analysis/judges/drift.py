@@ -117,10 +117,7 @@ class DriftJudge(SequentialJudge):
         finite = np.isfinite(sel.prediction)
         judged = sel.judged & okay
         self._mark_unreadable(int((judged & ~finite).sum()), "prediction missing (NaN)")
-        judged &= finite
-        if self.unit_mode == "session":
-            idx = np.flatnonzero(judged)
-            judged[idx] = self.units.first_mask(sel.unit[idx])
+        judged = self._first_per_unit(judged & finite, sel.unit)
         if self.mode != "rank" and self.edges is None:
             judged = self._collect_reference(sel.prediction, sel.reference & okay & finite, judged)
         self.c["readable"] += int(judged.sum())

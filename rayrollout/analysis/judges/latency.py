@@ -62,10 +62,7 @@ class LatencyJudge(SequentialJudge):
         sel = self._select(events)
         if sel is None:
             return None
-        judged = sel.judged.copy()
-        if self.unit_mode == "session":
-            idx = np.flatnonzero(judged)
-            judged[idx] = self.units.first_mask(sel.unit[idx])
+        judged = self._first_per_unit(sel.judged, sel.unit)
         use = judged & np.isin(sel.outcome, self.codes)
         ok = np.isfinite(sel.latency) & (sel.latency >= 0.0)
         self._mark_unreadable(int((use & ~ok).sum()), "latency missing (NaN) or negative")

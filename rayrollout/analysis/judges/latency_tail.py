@@ -75,10 +75,7 @@ class LatencyTailJudge(SequentialJudge):
         sel = self._select(events)
         if sel is None:
             return None
-        judged = sel.judged.copy()
-        if self.unit_mode == "session":
-            idx = np.flatnonzero(judged)
-            judged[idx] = self.units.first_mask(sel.unit[idx])
+        judged = self._first_per_unit(sel.judged, sel.unit)
         wanted = np.isin(sel.outcome, self.codes)
         ok = np.isfinite(sel.latency) & (sel.latency >= 0.0)
         self._mark_unreadable(
