@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,5 +54,9 @@ def ray_serve() -> Iterator[RayServe]:
     try:
         yield RayServe(http_port, metrics_port)
     finally:
-        serve.shutdown()
+        # serve.shutdown() waits on the driver's cached handles; if their event loop thread died
+        # it would wait forever, so give it a bounded time. ray.shutdown() stops everything anyway.
+        stopper = threading.Thread(target=serve.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(60)
         ray.shutdown()
