@@ -1,11 +1,16 @@
 """Rows per second of one ONNX version served through the router, against onnxruntime in-process.
 
-Served: ``v2.onnx`` as one version (100% weight) behind the rayrollout router, dynamic batching
+Two models, in turn: ``v2.onnx`` (a logistic regression: ~0.4 us a row on one core, the worst
+case for any serving path) and ``v3-mlp.onnx`` (a 512-512 MLP: ~6 us a row).
+
+Served: the model as one version (100% weight) behind the rayrollout router, dynamic batching
 from the version's default config (``max_batch_size`` 32, ``batch_wait_timeout_s`` 0.002),
-loaded over HTTP by a closed-loop client. Cells, in this order, in one Ray session per mode:
+loaded over HTTP by a closed-loop client. Cells, in this order, per model, in one Ray session
+per mode:
 
 * ``json``: ``/v1`` predict, ``{"instances": [...]}``: 64 concurrent single-row requests (the
-  worst case: per-request overhead against a ~1 us/row model), and 32-row requests at c=8;
+  worst case: per-request overhead against a model of a few us a row), and 32-row requests
+  at c=8;
 * ``binary``: what a batch-scoring user sends: OIP ``/v2/models/{model}/infer`` with the
   binary tensor extension (``Inference-Header-Content-Length``, ``binary_data_size``; FP32
   little-endian rows) asking for binary outputs (``binary_data_output``), over a sweep of rows
@@ -15,8 +20,8 @@ The router's ``max_body_bytes`` / ``max_batch_rows`` are raised to fit the large
 version is deployed from a subclass of ``ModelVersion`` that only counts the batch sizes (rows
 per model call) ``@serve.batch`` formed, so the in-process figure is taken on exactly those.
 
-In-process, on the same runtime object the version uses (``load_runtime("onnx", v2.onnx,
-intra_op_threads=1)``), two ways:
+In-process, on the same runtime object the version uses (``load_runtime("onnx", <model>.onnx,
+intra_op_threads=1)``: one core, as the served version's session), two ways:
 
 * ``model @ formed batches, right after`` (the headline ratio's denominator): in the worker,
   right after each served cell, with the Ray session idle, ``predict`` replays that cell's
@@ -31,8 +36,8 @@ intra_op_threads=1)``), two ways:
 * ``oip`` (binary cells): ``decode_v2`` + ``predict`` + ``encode_v2`` (binary out) of one
   request of that many rows: what the binary protocol costs without HTTP and Ray.
 
-    python -m benchmarks.inference_throughput            # ~5 min: modes proxy and direct-tuned
-    python -m benchmarks.inference_throughput --quick    # ~1.5 min: proxy mode only, 4 s cells
+    python -m benchmarks.inference_throughput            # ~9 min: modes proxy and direct-tuned
+    python -m benchmarks.inference_throughput --quick    # ~3 min: proxy mode only, 4 s cells
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from benchmarks import _common as c
 from rayrollout.serving.version import ModelVersion
 
 MODEL = "bench"
-VERSION = "v2"
+VERSIONS = ("v2", "v3-mlp")  # models/artifacts/<name>.onnx: ~0.4 and ~6 us a row on one core
 PREFIX = "/rr"
 MAX_ONGOING = 1000
 SWEEP = (1, 2, 4, 8, 16, 32)
@@ -156,11 +161,11 @@ def cell_request(kind: str, x: np.ndarray, rows: int) -> tuple[str, bytes, dict[
     return f"{PREFIX}/v2/models/{MODEL}/infer", b, h
 
 
-def load_rt() -> Any:
-    """The runtime object the version uses, loaded here."""
+def load_rt(version: str) -> Any:
+    """The runtime object the version uses (one intra-op thread, as served), loaded here."""
     from rayrollout.runtime import load_runtime
 
-    return load_runtime("onnx", c.ARTIFACTS / f"{VERSION}.onnx", "cpu", intra_op_threads=1)
+    return load_runtime("onnx", c.ARTIFACTS / f"{version}.onnx", "cpu", intra_op_threads=1)
 
 
 def check_binary(base: str, x: np.ndarray, rows_list: list[int], rt: Any) -> None:
@@ -184,6 +189,7 @@ def check_binary(base: str, x: np.ndarray, rows_list: list[int], rt: Any) -> Non
 
 
 def served_cells(
+    version: str,
     port: int,
     x: np.ndarray,
     cells: list[tuple[str, int, int]],
@@ -195,12 +201,14 @@ def served_cells(
 ) -> list[dict[str, Any]]:
     base = f"http://127.0.0.1:{port}"
     c.wait_http_ok(base + cell_request("json", x, 1)[0], body(x, 1))
-    rt = load_rt()
+    rt = load_rt(version)
     check_binary(base, x, sorted({r for k, r, _ in cells if k == "binary"}), rt)
     # One event loop for the load and the handle calls: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a
     # handle's router runs on the loop it was first used on.
     return list(
-        c.run_async(_served_cells(base, x, cells, warmup, duration, client, mode, rt, replay))
+        c.run_async(
+            _served_cells(version, base, x, cells, warmup, duration, client, mode, rt, replay)
+        )
     )
 
 
@@ -235,6 +243,7 @@ def replay_mix(rt: Any, x: np.ndarray, mix: dict[int, int], window_s: float) -> 
 
 
 async def _served_cells(
+    version: str,
     base: str,
     x: np.ndarray,
     cells: list[tuple[str, int, int]],
@@ -247,19 +256,20 @@ async def _served_cells(
 ) -> list[dict[str, Any]]:
     from ray import serve
 
-    handle = serve.get_deployment_handle("ModelVersion", f"{MODEL}-{VERSION}")
+    handle = serve.get_deployment_handle("ModelVersion", f"{MODEL}-{version}")
     out = []
     for kind, rows, conc in cells:
         path, b, h = cell_request(kind, x, rows)
         url = base + path
         await c.load_async("warmup", url, b, conc, 0.0, warmup, client, h)
         await handle.batch_sizes.remote()  # drop the warm-up's batches
-        name = f"served {kind} rows={rows}"
+        name = f"served {version} {kind} rows={rows}"
         cell = await c.load_async(name, url, b, conc, 0.0, duration, client, h)
         sizes = {int(k): v for k, v in (await handle.batch_sizes.remote()).items()}
         s = cell.summary()
         n_batches = sum(sizes.values())
         s.update(
+            version=version,
             mode=mode,
             kind=kind,
             rows_per_request=rows,
@@ -273,7 +283,7 @@ async def _served_cells(
         # in-process on the same batches, right after (the loop is idle: no load runs now)
         s["in_process_interleaved"] = replay_mix(rt, x, sizes, replay)
         print(
-            f"[{mode}] served {kind:6s} rows/request={rows:<4d} c={conc:<3d} "
+            f"[{mode}] {version} served {kind:6s} rows/request={rows:<4d} c={conc:<3d} "
             f"{s['rows_per_s']:10.1f} rows/s ({s['rps']:.1f} req/s) p50={s['p50_ms']:.1f} ms "
             f"p99={s['p99_ms']:.1f} ms mean batch={s['mean_batch_rows']} rows "
             f"errors={s['errors']} load={s['loadavg_1m_after']}; in-process right after: "
@@ -308,15 +318,19 @@ def _time_many(fns: dict[Any, Any], min_s: float, rounds: int = 15) -> dict[Any,
 
 
 def in_process(
-    x: np.ndarray, sizes: set[int], pipeline_sizes: set[int], oip_rows: set[int], min_s: float
+    version: str,
+    x: np.ndarray,
+    sizes: set[int],
+    pipeline_sizes: set[int],
+    oip_rows: set[int],
+    min_s: float,
 ) -> dict[str, Any]:
     """Seconds per ``predict`` call at each of ``sizes``; per decode+predict+encode of that
     many single-row JSON requests at each of ``pipeline_sizes``; per decode_v2+predict+encode_v2
     of one binary request of each of ``oip_rows`` rows."""
     from rayrollout import protocol
-    from rayrollout.runtime import load_runtime
 
-    rt = load_runtime("onnx", c.ARTIFACTS / f"{VERSION}.onnx", "cpu", intra_op_threads=1)
+    rt = load_rt(version)
     sig = rt.signature
     xs = rows_of(x, max(sizes | pipeline_sizes | oip_rows))
     one = json.dumps({"instances": xs[:1].tolist()}).encode()
@@ -331,7 +345,7 @@ def in_process(
             arrays = [protocol.decode_v1(one, sig, 1024)["input"] for _ in range(b)]
             res = rt.predict({"input": np.concatenate(arrays)})
             for i in range(b):
-                protocol.encode_v1(MODEL, VERSION, {k: v[i : i + 1] for k, v in res.items()}, {})
+                protocol.encode_v1(MODEL, version, {k: v[i : i + 1] for k, v in res.items()}, {})
 
         return fn
 
@@ -340,7 +354,7 @@ def in_process(
 
         def fn() -> None:
             arrays, doc = protocol.decode_v2(b, h, sig, rows)
-            protocol.encode_v2(MODEL, VERSION, rt.predict(arrays), doc, {})
+            protocol.encode_v2(MODEL, version, rt.predict(arrays), doc, {})
 
         return fn
 
@@ -362,20 +376,22 @@ def rows_per_s_on_mix(per_call_s: dict[int, float], mix: dict[int, int]) -> floa
 
 # -- config -------------------------------------------------------------------------------------
 
-VERSION_CFG = {
-    "model": MODEL,
-    "name": VERSION,
-    "runtime": "onnx",
-    "artifact": str(c.ARTIFACTS / f"{VERSION}.onnx"),
-    "max_ongoing_requests": MAX_ONGOING,
-}
+
+def version_cfg(version: str) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "name": version,
+        "runtime": "onnx",
+        "artifact": str(c.ARTIFACTS / f"{version}.onnx"),
+        "max_ongoing_requests": MAX_ONGOING,
+    }
 
 
-def router_cfg(max_rows: int) -> dict[str, Any]:
+def router_cfg(version: str, max_rows: int) -> dict[str, Any]:
     """The router, with body and row limits raised to fit a ``max_rows`` binary request."""
     return {
         "model": MODEL,
-        "weights": {VERSION: 100.0},
+        "weights": {version: 100.0},
         "deployment": {"max_ongoing_requests": MAX_ONGOING},
         "max_batch_rows": max(1024, max_rows),
         "max_body_bytes": max(1_000_000, max_rows * FEATURES * 4 + 64 * 1024),
@@ -397,6 +413,7 @@ def make_cells(
 
 def worker(
     mode: str,
+    versions: list[str],
     out: Path,
     cells: list[tuple[str, int, int]],
     warmup: float,
@@ -404,11 +421,20 @@ def worker(
     client: str,
     replay: float,
 ) -> None:
+    """One Ray session: each version in turn behind its own router (the previous one deleted)."""
+    from ray import serve
+
     port = c.free_port()
     c.start_ray(port)
+    served: list[dict[str, Any]] = []
     try:
-        deploy_one(VERSION_CFG, router_cfg(max(r for _, r, _ in cells)))
-        served = served_cells(port, heldout(), cells, warmup, duration, client, mode, replay)
+        for v in versions:
+            deploy_one(version_cfg(v), router_cfg(v, max(r for _, r, _ in cells)))
+            served += served_cells(
+                v, port, heldout(), cells, warmup, duration, client, mode, replay
+            )
+            for app in (f"rayrollout-{MODEL}", f"{MODEL}-{v}"):
+                serve.delete(app)
         out.write_text(json.dumps({"mode": mode, "served": served}))
     finally:
         c.stop_ray()
@@ -440,7 +466,8 @@ def cpu_line(s: dict[str, Any]) -> str:
     total = sum(g.values())
     parts = ", ".join(f"{k}={1000 * v / n:.2f}" for k, v in g.items())
     return (
-        f"[{s['mode']}] {s['kind']} {s['rows_per_request']} rows/req: CPU ms per request "
+        f"[{s['mode']}] {s['version']} {s['kind']} {s['rows_per_request']} rows/req: "
+        f"CPU ms per request "
         f"{1000 * total / n:.2f} ({parts}); {total / s['duration_s']:.2f} cores busy"
     )
 
@@ -457,13 +484,197 @@ def goal_reached(rows_ratio: list[tuple[int, float]]) -> dict[str, Any]:
     return {"goal": GOAL, "reached_from_rows": at, "best_rows": best[0], "best_ratio": best[1]}
 
 
+def compare(
+    served: list[dict[str, Any]], ip: dict[str, dict[str, dict[int, float]]]
+) -> list[dict[str, Any]]:
+    """Each served cell beside the in-process figures of its model."""
+    out = []
+    for s in served:
+        pred = ip[s["version"]]["predict_s"]
+        mix = {int(k): v for k, v in s["batch_sizes"].items()}
+        model_mix = rows_per_s_on_mix(pred, mix)  # best-of, quiet (no Ray), after the run
+        inter = s["in_process_interleaved"]["rows_per_s"]  # right after the cell, same load
+        r = s["rows_per_request"]
+        row: dict[str, Any] = {
+            "served": s,
+            "in_process_rows_per_s": {
+                "model_at_formed_batches_interleaved": inter,
+                "model_at_formed_batches_best_of_no_ray": round(model_mix, 1),
+                "model_at_request_size_best_of_no_ray": round(r / pred[r], 1),
+            },
+            "ratio": round(s["rows_per_s"] / inter, 4),
+            "ratio_vs_best_of_no_ray": round(s["rows_per_s"] / model_mix, 4),
+        }
+        if s["kind"] == "json" and r == 1:
+            pipe_mix = rows_per_s_on_mix(ip[s["version"]]["pipeline_s"], mix)
+            row["in_process_rows_per_s"]["decode_model_encode_at_formed_batches"] = round(
+                pipe_mix, 1
+            )
+        elif s["kind"] == "binary":
+            row["in_process_rows_per_s"]["oip_decode_model_encode_one_request"] = round(
+                r / ip[s["version"]]["oip_s"][r], 1
+            )
+        out.append(row)
+    return out
+
+
+def ratio_lines(comparisons: list[dict[str, Any]]) -> dict[str, float]:
+    ratios: dict[str, float] = {}
+    for row in comparisons:
+        s, ip = row["served"], row["in_process_rows_per_s"]
+        key = f"{s['version']}, {s['mode']}, {s['kind']}, {s['rows_per_request']} row/req: served /"
+        ratios[f"{key} in-process model @ formed batches (interleaved)"] = row["ratio"]
+        ratios[f"{key} in-process model @ formed batches (best-of, no Ray)"] = row[
+            "ratio_vs_best_of_no_ray"
+        ]
+        for what, k in (
+            ("decode+model+encode @ formed batches", "decode_model_encode_at_formed_batches"),
+            ("OIP decode+model+encode", "oip_decode_model_encode_one_request"),
+        ):
+            if k in ip:
+                ratios[f"{key} in-process {what}"] = round(s["rows_per_s"] / ip[k], 4)
+    return ratios
+
+
+def goals(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per "mode/version": from which binary request size the ratio stays >= GOAL."""
+    out: dict[str, Any] = {}
+    keys = dict.fromkeys((r["served"]["mode"], r["served"]["version"]) for r in comparisons)
+    for mode, version in keys:
+        binary = [
+            r
+            for r in comparisons
+            if (r["served"]["mode"], r["served"]["version"]) == (mode, version)
+            and r["served"]["kind"] == "binary"
+        ]
+        if binary:
+            out[f"{mode}/{version}"] = {
+                which: goal_reached([(r["served"]["rows_per_request"], r[k]) for r in binary])
+                for which, k in (
+                    ("interleaved", "ratio"),
+                    ("best_of_no_ray", "ratio_vs_best_of_no_ray"),
+                )
+            }
+    return out
+
+
+def print_report(
+    comparisons: list[dict[str, Any]],
+    ip: dict[str, dict[str, dict[int, float]]],
+    sweep_concurrency: int,
+    goal: dict[str, Any],
+    max_rows: int,
+) -> None:
+    json_rows, sweep_rows = [], []
+    for row in comparisons:
+        s, ipr = row["served"], row["in_process_rows_per_s"]
+        inter, best = (
+            ipr["model_at_formed_batches_interleaved"],
+            ipr["model_at_formed_batches_best_of_no_ray"],
+        )
+        if s["kind"] == "json":
+            json_rows.append(
+                [
+                    f"{s['version']} served [{s['mode']}], JSON, {s['rows_per_request']} row/req, "
+                    f"c={s['concurrency']}",
+                    s["rows_per_s"],
+                    s["mean_batch_rows"],
+                    s["p50_ms"],
+                    s["p99_ms"],
+                ]
+            )
+            json_rows.append(["  in-process model @ same batches, right after", inter, "", "", ""])
+            json_rows.append(
+                ["  in-process model @ same batches, best-of no Ray", best, "", "", ""]
+            )
+            if "decode_model_encode_at_formed_batches" in ipr:
+                json_rows.append(
+                    [
+                        "  in-process decode+model+encode @ same batches",
+                        ipr["decode_model_encode_at_formed_batches"],
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+        else:
+            sweep_rows.append(
+                [
+                    s["version"],
+                    s["mode"],
+                    s["rows_per_request"],
+                    s["rps"],
+                    s["rows_per_s"],
+                    s["mean_batch_rows"],
+                    inter,
+                    f"{row['ratio']:.3f}x",
+                    best,
+                    f"{row['ratio_vs_best_of_no_ray']:.3f}x",
+                    s["p50_ms"],
+                    s["p99_ms"],
+                    s["loadavg_1m_after"],
+                ]
+            )
+    print()
+    print(c.table(json_rows, ["what", "rows/s", "mean batch", "p50 ms", "p99 ms"]))
+    print()
+    print(
+        f"OIP binary tensors, c={sweep_concurrency}: served rows/s vs in-process onnxruntime on "
+        "the formed batches (right after the cell / best-of with no Ray)"
+    )
+    heads = ["model", "mode", "rows/req", "req/s", "served rows/s", "mean batch"]
+    heads += ["in-proc (after)", "ratio", "in-proc (best)", "ratio", "p50 ms", "p99 ms", "load"]
+    print(c.table(sweep_rows, heads))
+    for v, t in ip.items():
+        print()
+        print(
+            c.table(
+                [
+                    [r, round(r / t["predict_s"][r], 1), round(r / t["oip_s"][r], 1)]
+                    for r in t["oip_s"]
+                ]
+                + [
+                    [
+                        f"{b} (JSON)",
+                        round(b / t["predict_s"][b], 1),
+                        round(b / t["pipeline_s"][b], 1),
+                    ]
+                    for b in SWEEP
+                ],
+                [f"{v}: rows", "model rows/s", "decode+model+encode rows/s (OIP binary / JSON)"],
+            )
+        )
+    print()
+    for k, val in ratio_lines(comparisons).items():
+        print(f"{k:96s} {val:.4f}x")
+    print()
+    for row in comparisons:
+        print(cpu_line(row["served"]))
+    print()
+    for key, gg in goal.items():
+        for which, g in gg.items():
+            if g["reached_from_rows"] is not None:
+                verdict = f"reached from {g['reached_from_rows']} rows/request"
+            else:
+                verdict = f"NOT reached up to {max_rows} rows/request"
+            print(
+                f"[{key}] goal >= {GOAL}x vs in-process ({which}): {verdict} "
+                f"(best {g['best_ratio']:.3f}x at {g['best_rows']} rows/request)"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="~1.5 min: one mode, 4 s cells")
+    p.add_argument("--quick", action="store_true", help="~3 min: one mode, 4 s cells")
     p.add_argument(
         "--modes",
         default=None,
         help="Serve modes, each its own Ray session (default: proxy,direct-tuned; --quick: proxy)",
+    )
+    p.add_argument(
+        "--models",
+        default=",".join(VERSIONS),
+        help="ONNX models under models/artifacts to serve in turn, comma-separated",
     )
     p.add_argument("--concurrency", type=int, default=64, help="single-row JSON requests in flight")
     p.add_argument(
@@ -489,224 +700,50 @@ def main(argv: list[str] | None = None) -> int:
     min_s = 0.3 if a.quick else 0.6
     replay = a.replay or (2.0 if a.quick else 3.0)
     rows = [int(r) for r in a.rows.split(",") if r]
+    versions = [v for v in a.models.split(",") if v]
+    for v in versions:
+        if not (c.ARTIFACTS / f"{v}.onnx").is_file():
+            p.error(f"--models: no ONNX artifact models/artifacts/{v}.onnx")
     cells = make_cells(rows, a.concurrency, a.sweep_concurrency)
     if a.worker:
-        worker(a.worker, a.out, cells, warmup, duration, a.client, replay)
+        worker(a.worker, versions, a.out, cells, warmup, duration, a.client, replay)
         return 0
     modes = (a.modes or ("proxy" if a.quick else "proxy,direct-tuned")).split(",")
 
     t0 = time.time()
     meta = c.machine()
-    args = [
-        "--concurrency",
-        str(a.concurrency),
-        "--rows",
-        a.rows,
-        "--sweep-concurrency",
-        str(a.sweep_concurrency),
-        "--duration",
-        str(duration),
-        "--warmup",
-        str(warmup),
-        "--replay",
-        str(replay),
-        "--client",
-        a.client,
-    ]
+    args = ["--models", a.models, "--concurrency", str(a.concurrency), "--rows", a.rows]
+    args += ["--sweep-concurrency", str(a.sweep_concurrency), "--duration", str(duration)]
+    args += ["--warmup", str(warmup), "--replay", str(replay), "--client", a.client]
     served = []
     for m in modes:
-        served += c.run_worker("benchmarks.inference_throughput", m, args, 900)["served"]
+        served += c.run_worker("benchmarks.inference_throughput", m, args, 1800)["served"]
     t_served = time.time() - t0
 
     # in-process: this process, no Ray running
     x = heldout()
-    sizes, pipeline_sizes, oip_rows = set(SWEEP), set(SWEEP), set(rows)
-    for s in served:
-        sizes |= set(int(k) for k in s["batch_sizes"])
-        if s["kind"] == "json" and s["rows_per_request"] == 1:
-            pipeline_sizes |= set(int(k) for k in s["batch_sizes"])
-    ip = in_process(x, sizes, pipeline_sizes, oip_rows, min_s)
-    pred, pipe, oip = ip["predict_s"], ip["pipeline_s"], ip["oip_s"]
-
-    rows_out, sweep_out, ratios, comparisons = [], [], {}, []
-    goal: dict[str, Any] = {}
-    for s in served:
-        mix = {int(k): v for k, v in s["batch_sizes"].items()}
-        model_mix = rows_per_s_on_mix(pred, mix)  # best-of, quiet (no Ray), after the run
-        inter = s["in_process_interleaved"]["rows_per_s"]  # right after the cell, same load
-        r = s["rows_per_request"]
-        ratio, ratio_best = s["rows_per_s"] / inter, s["rows_per_s"] / model_mix
-        row: dict[str, Any] = {
-            "served": s,
-            "in_process_rows_per_s": {
-                "model_at_formed_batches_interleaved": inter,
-                "model_at_formed_batches_best_of_no_ray": round(model_mix, 1),
-                "model_at_request_size_best_of_no_ray": round(r / pred[r], 1),
-            },
-            "ratio": round(ratio, 4),
-            "ratio_vs_best_of_no_ray": round(ratio_best, 4),
-        }
-        key = f"{s['mode']}, {s['kind']}, {r} row/req"
-        ratios[f"{key}: served / in-process model @ formed batches (interleaved)"] = round(ratio, 4)
-        ratios[f"{key}: served / in-process model @ formed batches (best-of, no Ray)"] = round(
-            ratio_best, 4
-        )
-        if s["kind"] == "json":
-            ratios[f"{key}: served / in-process model @ batch 1"] = round(
-                s["rows_per_s"] * pred[1], 4
-            )
-            rows_out.append(
-                [
-                    f"served [{s['mode']}], JSON, {r} row/req, c={s['concurrency']}",
-                    s["rows_per_s"],
-                    s["mean_batch_rows"],
-                    s["p50_ms"],
-                    s["p99_ms"],
-                ]
-            )
-            rows_out.append(["  in-process model @ same batches, right after", inter, "", "", ""])
-            rows_out.append(
-                [
-                    "  in-process model @ same batches, best-of no Ray",
-                    round(model_mix, 1),
-                    "",
-                    "",
-                    "",
-                ]
-            )
-            if r == 1:
-                pipe_mix = rows_per_s_on_mix(pipe, mix)
-                row["in_process_rows_per_s"]["decode_model_encode_at_formed_batches"] = round(
-                    pipe_mix, 1
-                )
-                ratios[f"{key}: served / in-process decode+model+encode @ formed batches"] = round(
-                    s["rows_per_s"] / pipe_mix, 4
-                )
-                rows_out.append(
-                    [
-                        "  in-process decode+model+encode @ same batches",
-                        round(pipe_mix, 1),
-                        "",
-                        "",
-                        "",
-                    ]
-                )
-        else:
-            oip_rps = r / oip[r]
-            row["in_process_rows_per_s"]["oip_decode_model_encode_one_request"] = round(oip_rps, 1)
-            ratios[f"{key}: served / in-process OIP decode+model+encode"] = round(
-                s["rows_per_s"] / oip_rps, 4
-            )
-            sweep_out.append(
-                [
-                    s["mode"],
-                    r,
-                    s["rps"],
-                    s["rows_per_s"],
-                    s["mean_batch_rows"],
-                    inter,
-                    f"{ratio:.3f}x",
-                    round(model_mix, 1),
-                    f"{ratio_best:.3f}x",
-                    s["p50_ms"],
-                    s["p99_ms"],
-                    s["loadavg_1m_after"],
-                ]
-            )
-        comparisons.append(row)
-    for m in modes:
-        binary = [
-            s for s in comparisons if s["served"]["mode"] == m and s["served"]["kind"] == "binary"
-        ]
-        if binary:
-            goal[m] = {
-                "interleaved": goal_reached(
-                    [(s["served"]["rows_per_request"], s["ratio"]) for s in binary]
-                ),
-                "best_of_no_ray": goal_reached(
-                    [
-                        (s["served"]["rows_per_request"], s["ratio_vs_best_of_no_ray"])
-                        for s in binary
-                    ]
-                ),
-            }
-    sweep = {
-        b: {
-            "model_rows_per_s": round(b / pred[b], 1),
-            "decode_model_encode_rows_per_s": round(b / pipe[b], 1),
-        }
-        for b in SWEEP
-    }
-
-    print()
-    print(c.table(rows_out, ["what", "rows/s", "mean batch", "p50 ms", "p99 ms"]))
-    print()
-    print(
-        f"OIP binary tensors, c={a.sweep_concurrency}: served rows/s vs in-process onnxruntime on "
-        "the formed batches (right after the cell / best-of with no Ray)"
-    )
-    print(
-        c.table(
-            sweep_out,
-            [
-                "mode",
-                "rows/req",
-                "req/s",
-                "served rows/s",
-                "mean batch",
-                "in-proc (after)",
-                "ratio",
-                "in-proc (best)",
-                "ratio",
-                "p50 ms",
-                "p99 ms",
-                "load",
-            ],
-        )
-    )
-    print()
-    print(
-        c.table(
-            [[r, round(r / pred[r], 1), round(r / oip[r], 1)] for r in sorted(oip_rows)],
-            ["rows", "in-process model rows/s", "decode_v2+model+encode_v2 rows/s"],
-        )
-    )
-    print()
-    print(
-        c.table(
-            [
-                [b, v["model_rows_per_s"], v["decode_model_encode_rows_per_s"]]
-                for b, v in sweep.items()
-            ],
-            ["batch", "in-process model rows/s", "JSON decode+model+encode rows/s"],
-        )
-    )
-    print()
-    for k, v in ratios.items():
-        print(f"{k:86s} {v:.4f}x")
-    print()
-    for s in served:
-        print(cpu_line(s))
-    print()
-    for m, gg in goal.items():
-        for which, g in gg.items():
-            if g["reached_from_rows"] is not None:
-                verdict = f"reached from {g['reached_from_rows']} rows/request"
-            else:
-                verdict = f"NOT reached up to {max(rows)} rows/request"
-            print(
-                f"[{m}] goal >= {GOAL}x vs in-process ({which}): {verdict} "
-                f"(best {g['best_ratio']:.3f}x at {g['best_rows']} rows/request)"
-            )
+    ip = {}
+    for v in versions:
+        mine = [s for s in served if s["version"] == v]
+        sizes, pipeline_sizes = set(SWEEP), set(SWEEP)
+        for s in mine:
+            sizes |= set(int(k) for k in s["batch_sizes"])
+            if s["kind"] == "json" and s["rows_per_request"] == 1:
+                pipeline_sizes |= set(int(k) for k in s["batch_sizes"])
+        ip[v] = in_process(v, x, sizes, pipeline_sizes, set(rows), min_s)
+    comparisons = compare(served, ip)
+    goal = goals(comparisons)
+    print_report(comparisons, ip, a.sweep_concurrency, goal, max(rows))
 
     doc = {
         "benchmark": "inference_throughput",
         "command": "python -m benchmarks.inference_throughput"
         + (" --quick" if a.quick else "")
-        + (f" --modes {a.modes}" if a.modes else ""),
+        + (f" --modes {a.modes}" if a.modes else "")
+        + (f" --models {a.models}" if a.models != ",".join(VERSIONS) else ""),
         "config": {
-            "version": VERSION_CFG,
-            "router": router_cfg(max(rows)),
+            "versions": {v: version_cfg(v) for v in versions},
+            "router": router_cfg("<version>", max(rows)),
             "batching": "VersionConfig defaults: max_batch_size=32 (requests), "
             "batch_wait_timeout_s=0.002, inline_rows=64",
             "cells": [{"kind": k, "rows_per_request": r, "concurrency": n} for k, r, n in cells],
@@ -718,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": duration,
             "load_generator": f"{a.client}: one asyncio client process (the Ray driver), "
             "closed loop, one keep-alive connection per request in flight",
-            "in_process": "rayrollout.runtime.load_runtime('onnx', v2.onnx, "
+            "in_process": "rayrollout.runtime.load_runtime('onnx', <version>.onnx, "
             "intra_op_threads=1). interleaved (headline): in the worker right after each "
             f"served cell (Ray idle), predict over that cell's formed batch-size mix for "
             f">= {replay:g} s, rows / elapsed. best_of_no_ray: in the parent after all "
@@ -732,15 +769,26 @@ def main(argv: list[str] | None = None) -> int:
         "served_wall_s": round(t_served, 1),
         "results": comparisons,
         "goal": goal,
-        "in_process_sweep": sweep,
-        "in_process_request_sizes": {
-            r: {
-                "model_rows_per_s": round(r / pred[r], 1),
-                "oip_decode_model_encode_rows_per_s": round(r / oip[r], 1),
+        "in_process": {
+            v: {
+                "batch_sweep": {
+                    b: {
+                        "model_rows_per_s": round(b / t["predict_s"][b], 1),
+                        "decode_model_encode_rows_per_s": round(b / t["pipeline_s"][b], 1),
+                    }
+                    for b in SWEEP
+                },
+                "request_sizes": {
+                    r: {
+                        "model_rows_per_s": round(r / t["predict_s"][r], 1),
+                        "oip_decode_model_encode_rows_per_s": round(r / t["oip_s"][r], 1),
+                    }
+                    for r in sorted(rows)
+                },
             }
-            for r in sorted(oip_rows)
+            for v, t in ip.items()
         },
-        "ratios": ratios,
+        "ratios": ratio_lines(comparisons),
     }
     path = c.write_result("inference_throughput", doc, a.out)
     print(f"\nwrote {path.relative_to(c.ROOT) if path.is_relative_to(c.ROOT) else path}")

@@ -82,6 +82,7 @@ class Router:
         self.model = self.cfg.model
         self.table = table_from_config(self.cfg)
         self._handles: dict[str, DeploymentHandle] = {}
+        self._predict: dict[str, DeploymentHandle] = {}  # handle.predict, made once per version
         self._signatures: dict[str, ModelSignature] = {}
         self._sig_tasks: dict[str, asyncio.Task[ModelSignature]] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
@@ -147,6 +148,13 @@ class Router:
         if h is None:
             h = serve.get_deployment_handle("ModelVersion", version_app_name(self.model, version))
             self._handles[version] = h
+        return h
+
+    def _predict_handle(self, version: str) -> DeploymentHandle:
+        # ``handle.predict`` builds a new handle on every attribute access: keep the one made.
+        h = self._predict.get(version)
+        if h is None:
+            h = self._predict[version] = self._handle(version).predict
         return h
 
     async def _signature(self, version: str) -> ModelSignature:
@@ -312,7 +320,7 @@ class Router:
         err: ModelError | None = None
         try:
             outputs = await asyncio.wait_for(
-                self._handle(version).predict.remote(arrays), cfg.request_timeout_s
+                self._predict_handle(version).remote(arrays), cfg.request_timeout_s
             )
         except TimeoutError:
             outcome, err = (
@@ -424,7 +432,7 @@ class Router:
         t, t0 = time.time(), time.perf_counter()
         try:
             out = await asyncio.wait_for(
-                self._handle(shadow).predict.remote(arrays), self.cfg.request_timeout_s
+                self._predict_handle(shadow).remote(arrays), self.cfg.request_timeout_s
             )
             ms = (time.perf_counter() - t0) * 1000.0
             disagree, diff = compare_outputs(primary, out, sig.task, table.shadow_rtol)
