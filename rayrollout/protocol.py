@@ -172,6 +172,21 @@ def validate(
 # -- encoding -----------------------------------------------------------------------------------
 
 
+def check_transport_size(arrays: Mapping[str, np.ndarray], limit: int | None) -> None:
+    """Refuse inputs that the router-to-version transport cannot carry (``limit`` bytes of
+    tensor data, ``None`` for no limit) as too large: a 413 counted as rejected, where the hop
+    itself would fail and be counted against the version."""
+    if limit is None:
+        return
+    size = sum(int(a.nbytes) for a in arrays.values())
+    if size > limit:
+        raise PayloadTooLarge(
+            f"input tensors of {size} bytes are over the {limit} bytes one request to a version "
+            "can carry here (Ray Serve's gRPC handle transport; raise "
+            "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH or send fewer rows per request)"
+        )
+
+
 def encode_v1(
     model: str, version: str, outputs: Mapping[str, np.ndarray], flags: Mapping[str, Any]
 ) -> bytes:

@@ -53,6 +53,21 @@ log = logging.getLogger("rayrollout.router")
 
 SIGNATURE_TIMEOUT_S = 30.0
 READY_PROBE_TIMEOUT_S = 5.0
+TRANSPORT_HEADROOM_BYTES = 64 * 1024  # pickle framing and Serve's request metadata
+
+
+def handle_transport_limit() -> int | None:
+    """Bytes of tensor data one handle call to a version can carry in this process's Serve mode:
+    with the gRPC handle transport (``RAY_SERVE_USE_GRPC_BY_DEFAULT``, on with
+    ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``) a message is capped at
+    ``RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH`` (4 MiB by default); Ray's actor calls have no
+    such cap (``None``)."""
+    from ray.serve._private import constants
+
+    if not getattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", False):
+        return None
+    cap = int(getattr(constants, "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", 4 * 1024 * 1024))
+    return max(cap - TRANSPORT_HEADROOM_BYTES, 0)
 
 
 def table_from_config(cfg: RouterConfig) -> RoutingTable:
@@ -99,6 +114,7 @@ class Router:
         self.feedback = FeedbackJoin(self.cfg.feedback_window)
         self._exporter = MetricsExporter(self.model, self.recorder, lambda: self.table)
         self.admin = AdminAPI(self.cfg)
+        self._transport_limit = handle_transport_limit()
         if self.cfg.rollout is not None:  # serve run of a rollout config: start it
             threading.Thread(target=self.admin.start_rollout, daemon=True).start()
         else:  # a restarted replica must not serve its config's table until the next push
@@ -312,6 +328,7 @@ class Router:
                 arrays, req_doc = protocol.decode_v2(body, headers, sig, cfg.max_batch_rows)
             else:
                 arrays, req_doc = protocol.decode_v1(body, sig, cfg.max_batch_rows), {}
+            protocol.check_transport_size(arrays, self._transport_limit)
         except RequestError as e:
             self.recorder.reject(version)
             return self._error(e, version, table.epoch)

@@ -121,3 +121,26 @@ def test_encode_v1() -> None:
     out = {"label": np.array([1]), "probabilities": np.array([[0.2, 0.8, 0.0]])}
     doc = json.loads(protocol.encode_v1("m", "v2", out, {}))
     assert doc["predictions"] == [1] and doc["model_version"] == "v2" and "flags" not in doc
+
+
+def test_tensors_over_the_transport_limit_are_413_not_a_model_failure() -> None:
+    arrays = {"input": np.zeros((8, 4), np.float32)}  # 128 bytes
+    protocol.check_transport_size(arrays, None)
+    protocol.check_transport_size(arrays, 128)
+    with pytest.raises(PayloadTooLarge, match="128 bytes are over the 127 bytes") as e:
+        protocol.check_transport_size(arrays, 127)
+    assert "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH" in str(e.value)
+
+
+def test_the_transport_limit_follows_serves_handle_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ray.serve._private import constants
+
+    from rayrollout.serving.router import TRANSPORT_HEADROOM_BYTES, handle_transport_limit
+
+    monkeypatch.setattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", False)
+    assert handle_transport_limit() is None  # actor calls: no cap
+    monkeypatch.setattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", True)
+    monkeypatch.setattr(constants, "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", 4 << 20)
+    assert handle_transport_limit() == (4 << 20) - TRANSPORT_HEADROOM_BYTES
