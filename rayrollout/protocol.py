@@ -169,9 +169,6 @@ def validate(
     return arrays
 
 
-# -- encoding -----------------------------------------------------------------------------------
-
-
 def check_transport_size(arrays: Mapping[str, np.ndarray], limit: int | None) -> None:
     """Refuse inputs that the router-to-version transport cannot carry (``limit`` bytes of
     tensor data, ``None`` for no limit) as too large: a 413 counted as rejected, where the hop
@@ -185,6 +182,9 @@ def check_transport_size(arrays: Mapping[str, np.ndarray], limit: int | None) ->
             "can carry here (Ray Serve's gRPC handle transport; raise "
             "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH or send fewer rows per request)"
         )
+
+
+# -- encoding -----------------------------------------------------------------------------------
 
 
 def encode_v1(
