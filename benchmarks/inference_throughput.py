@@ -538,29 +538,26 @@ def ratio_lines(comparisons: list[dict[str, Any]]) -> dict[str, float]:
 
 def goals(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
     """Per "mode/version": from which binary request size the ratio stays >= GOAL."""
-    out: dict[str, Any] = {}
-    keys = dict.fromkeys((r["served"]["mode"], r["served"]["version"]) for r in comparisons)
-    for mode, version in keys:
-        binary = [
-            r
-            for r in comparisons
-            if (r["served"]["mode"], r["served"]["version"]) == (mode, version)
-            and r["served"]["kind"] == "binary"
-        ]
-        if binary:
-            out[f"{mode}/{version}"] = {
-                which: goal_reached([(r["served"]["rows_per_request"], r[k]) for r in binary])
-                for which, k in (
-                    ("interleaved", "ratio"),
-                    ("best_of_no_ray", "ratio_vs_best_of_no_ray"),
-                )
-            }
-    return out
+    binary: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in comparisons:
+        if r["served"]["kind"] == "binary":
+            binary[f"{r['served']['mode']}/{r['served']['version']}"].append(r)
+    return {
+        key: {
+            which: goal_reached([(r["served"]["rows_per_request"], r[k]) for r in rows])
+            for which, k in (
+                ("interleaved", "ratio"),
+                ("best_of_no_ray", "ratio_vs_best_of_no_ray"),
+            )
+        }
+        for key, rows in binary.items()
+    }
 
 
 def print_report(
     comparisons: list[dict[str, Any]],
     ip: dict[str, dict[str, dict[int, float]]],
+    ratios: dict[str, float],
     sweep_concurrency: int,
     goal: dict[str, Any],
     max_rows: int,
@@ -645,7 +642,7 @@ def print_report(
             )
         )
     print()
-    for k, val in ratio_lines(comparisons).items():
+    for k, val in ratios.items():
         print(f"{k:96s} {val:.4f}x")
     print()
     for row in comparisons:
@@ -733,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         ip[v] = in_process(v, x, sizes, pipeline_sizes, set(rows), min_s)
     comparisons = compare(served, ip)
     goal = goals(comparisons)
-    print_report(comparisons, ip, a.sweep_concurrency, goal, max(rows))
+    ratios = ratio_lines(comparisons)
+    print_report(comparisons, ip, ratios, a.sweep_concurrency, goal, max(rows))
 
     doc = {
         "benchmark": "inference_throughput",
@@ -788,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for v, t in ip.items()
         },
-        "ratios": ratio_lines(comparisons),
+        "ratios": ratios,
     }
     path = c.write_result("inference_throughput", doc, a.out)
     print(f"\nwrote {path.relative_to(c.ROOT) if path.is_relative_to(c.ROOT) else path}")
