@@ -2,22 +2,32 @@
 
 ::
 
-    RolloutError
+    RolloutError                    every error rayrollout raises on purpose
     ├── ConfigError                 a spec or argument failed validation (names field and value)
     ├── RequestError                the client sent something we refuse: answered with a 4xx,
     │   │                           counted as *rejected*, never as a failure of a version
     │   ├── BadRequest              malformed body, wrong input name/dtype/shape, NaN/Inf  (400)
     │   ├── PayloadTooLarge         body or batch over the configured limit                (413)
-    │   ├── NotFound                unknown model, version or route                        (404)
-    │   ├── MethodNotAllowed        wrong HTTP method for a route                          (405)
+    │   ├── NotFound                unknown model, version, rollout or route               (404)
+    │   ├── MethodNotAllowed        wrong HTTP method for a route (with ``Allow``)         (405)
     │   └── Unauthorized            missing or wrong admin token                           (401)
-    ├── Conflict                    valid, but not in the current state (a rollout verb)    (409)
-    ├── UnavailableError            no live version can serve right now                    (503)
-    └── ModelError                  the version's model raised: a failure of that version  (500)
-        └── ModelTimeout            the version did not answer in time                     (504)
+    ├── Conflict                    valid, but not in the current state                    (409)
+    │   └── IllegalTransition       a verb or decision the phase table does not allow      (409)
+    ├── UnavailableError            no live version / no controller can answer right now   (503)
+    ├── ModelError                  the version's model failed: a failure of that version  (500)
+    │   ├── ModelTimeout            the version did not answer in time                     (504)
+    │   └── PredictError            the model raised on a batch (raised by a runtime)      (500)
+    ├── ModelRuntimeError           a runtime cannot serve an artifact at all              (500)
+    │   ├── DeviceUnavailableError  asked for "cuda" where the runtime cannot use a GPU
+    │   └── ModelLoadError          the artifact exists but cannot be loaded or described
+    └── AdminError                  the admin API refused or failed a call from a client;
+                                    ``status`` is its HTTP status (None: no answer at all)
 
-Outcomes of judges are values (``rayrollout.analysis``); exceptions are for broken input and
-infrastructure only.
+Third-party errors (onnxruntime, torch, Ray, httpx, pydantic) are translated into this tree at
+the boundary where they happen, with ``raise ... from``. A missing artifact stays a plain
+``FileNotFoundError`` and a batch lacking a declared input a ``ValueError`` (bad input, never a
+model failure). Outcomes of judges are values (``rayrollout.analysis``), not exceptions:
+exceptions are for broken input and infrastructure only.
 """
 
 from __future__ import annotations
@@ -50,7 +60,13 @@ class NotFound(RequestError):
 
 
 class MethodNotAllowed(RequestError):
+    """``allow``: the methods the route accepts (sent back in the ``Allow`` header)."""
+
     code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allow = tuple(allow)
 
 
 class Unauthorized(RequestError):
@@ -63,6 +79,12 @@ class Conflict(RolloutError):
     code = "conflict"
 
 
+class IllegalTransition(Conflict):
+    """A verb or a decision asked for a move the phase table does not allow."""
+
+    code = "illegal_transition"
+
+
 class UnavailableError(RolloutError):
     code = "unavailable"
 
@@ -73,6 +95,40 @@ class ModelError(RolloutError):
 
 class ModelTimeout(ModelError):
     code = "model_timeout"
+
+
+class PredictError(ModelError):
+    """The model itself failed on a batch."""
+
+    code = "predict_error"
+
+
+class ModelRuntimeError(RolloutError):
+    """A runtime cannot serve an artifact on this machine."""
+
+    code = "runtime_error"
+
+
+class DeviceUnavailableError(ModelRuntimeError):
+    """The requested device cannot be used by this runtime on this machine."""
+
+    code = "device_unavailable"
+
+
+class ModelLoadError(ModelRuntimeError):
+    """The artifact was found but could not be loaded."""
+
+    code = "model_load_error"
+
+
+class AdminError(RolloutError):
+    """A call to the admin API failed: refused (4xx), failed (5xx) or unanswered (``None``)."""
+
+    code = "admin_error"
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # Most specific first: the first matching class decides the status.
@@ -103,3 +159,12 @@ def error_body(exc: BaseException) -> dict[str, str]:
     """JSON body for an error response: a stable code and a message naming the problem."""
     code = getattr(exc, "code", "internal_error")
     return {"error": str(exc) or exc.__class__.__name__, "code": code}
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """Headers an error response must carry: ``Allow`` on a 405, a Bearer challenge on a 401."""
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        return {"allow": ", ".join(exc.allow)}
+    if isinstance(exc, Unauthorized):
+        return {"www-authenticate": 'Bearer realm="rayrollout"'}
+    return {}

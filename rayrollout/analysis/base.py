@@ -1,4 +1,5 @@
-"""The ``Judge`` plug-in point (``LabelledEvent`` is re-exported from ``rayrollout.events``).
+"""The ``Judge`` plug-in point (``LabelledEvent`` is re-exported from
+``rayrollout.dataplane.events``).
 
 A judge compares a candidate version with a baseline version for one check. The controller
 calls ``observe`` every tick with only the *new* events (incremental, O(new events)), then
@@ -22,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from rayrollout.analysis.result import CheckResult
 
 __all__ = ["Judge", "LabelledEvent"]
-from rayrollout.events import EventBatch, LabelledEvent, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, LabelledEvent, ShadowEvent
 
 
 @runtime_checkable

@@ -76,6 +76,18 @@ class CheckResult:
         """Evidence in decimal orders of magnitude, as shown in reports."""
         return None if self.log_e is None else self.log_e / math.log(10.0)
 
+    @property
+    def log10_threshold(self) -> float | None:
+        """The failing threshold in the same units as ``log10_e`` (``E = 10^x``)."""
+        th = self.threshold
+        return math.log10(th) if th is not None and th > 0 and math.isfinite(th) else None
+
+    def view(self) -> dict[str, Any]:
+        """``to_dict`` plus the evidence and its threshold as ``log10_e`` / ``log10_threshold``
+        (what the CLI, the status page and the demo show, computed once here)."""
+        return {**self.to_dict(), "log10_e": _enc(self.log10_e),
+                "log10_threshold": _enc(self.log10_threshold)}
+
     def to_dict(self) -> dict[str, Any]:
         """A strict-JSON dict: NaN becomes null, infinities the strings "inf" / "-inf"."""
         return {

@@ -16,14 +16,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from rayrollout.analysis.assemble import check_judges
 from rayrollout.analysis.base import Judge
 from rayrollout.analysis.registry import restore_judge
-from rayrollout.checks import check_judges
 from rayrollout.controller.decide import decide, initial_state
 from rayrollout.controller.phases import ACTIVE, IllegalTransition
 from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
 from rayrollout.controller.store import Store, canonical
-from rayrollout.events import EventBatch, LabelledEvent, RequestEvent, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, LabelledEvent, RequestEvent, ShadowEvent
+from rayrollout.errors import NotFound
 from rayrollout.spec import RolloutSpec
 
 
@@ -236,7 +237,7 @@ def replay_rollout(
     """Replay a stored rollout and compare with its log: (identical?, replayed, recorded)."""
     row = store.get(rollout)
     if row is None:
-        raise KeyError(f"no rollout {rollout}")
+        raise NotFound(f"no rollout {rollout} in the store")
     spec = RolloutSpec.model_validate(row.spec)
     recorded = [
         {k: v for k, v in e.items() if k not in ("log_seq", "rollout", "ts", "hash")}

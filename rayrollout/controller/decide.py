@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rayrollout.analysis.result import CheckResult, Verdict
-from rayrollout.controller.phases import ACTIVE, IllegalTransition, Phase, check
+from rayrollout.controller.phases import ACTIVE, VERBS, IllegalTransition, Phase, check
 from rayrollout.controller.state import (
     Action,
     Candidate,
@@ -296,67 +296,82 @@ def _promote(st: _Step, name: str, why: str) -> None:
 # -- commands --------------------------------------------------------------------------------
 
 
+def refusal(state: RolloutState, spec: RolloutSpec, cmd: Command) -> str | None:
+    """Why ``cmd`` cannot be applied to ``state`` now, or None if it can.
+
+    The one rule for verbs: ``decide`` raises ``IllegalTransition`` with this reason, and
+    ``allowed_verbs`` (the status page's buttons, the CLI's hints) lists the verbs it accepts."""
+    s = state
+    verb = VERBS.get(cmd.verb)
+    if verb is None:
+        return f"unknown verb {cmd.verb!r}; known: {', '.join(VERBS)}"
+    if s.phase not in verb.phases:
+        return verb.refused.format(phase=s.phase)
+    active = s.active()
+    last = s.step >= len(spec.strategy.steps) - 1
+    if cmd.verb == "resume" and s.paused_from is None:
+        return verb.refused.format(phase=s.phase)
+    if cmd.verb == "approve" and last and len(active) > 1:
+        return f"several candidates are active ({active}): promote one with candidate="
+    if cmd.verb == "undo" and not s.previous_stable:
+        return verb.refused.format(phase=s.phase)
+    if cmd.verb == "promote":
+        effective = s.paused_from if s.phase == Phase.PAUSED else s.phase
+        if effective not in (Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL):
+            return f"cannot promote in phase {s.phase} (paused from {effective})"
+        if cmd.candidate is not None and cmd.candidate not in active:
+            return f"{cmd.candidate!r} is not an active candidate: {active}"
+        if cmd.full and cmd.candidate is None and len(active) > 1:
+            return f"several candidates are active ({active}): name one"
+    return None
+
+
+def allowed_verbs(state: RolloutState, spec: RolloutSpec) -> list[str]:
+    """The verbs ``decide`` accepts in ``state`` with their default arguments, in table order."""
+    return [v for v in VERBS if refusal(state, spec, Command(v)) is None]
+
+
 def _command(st: _Step, cmd: Command) -> None:
     s = st.state
+    why_not = refusal(s, st.spec, cmd)
+    if why_not is not None:
+        raise IllegalTransition(why_not)
     who = f"{cmd.verb} by {cmd.actor}" + (f" ({cmd.reason})" if cmd.reason else "")
     if cmd.verb == "pause":
-        if s.phase not in ACTIVE or s.phase == Phase.PAUSED:
-            raise IllegalTransition(f"cannot pause in phase {s.phase}")
         st.go(Phase.PAUSED, who, paused_from=s.phase)
     elif cmd.verb == "resume":
-        if s.phase != Phase.PAUSED or s.paused_from is None:
-            raise IllegalTransition(f"cannot resume in phase {s.phase}")
+        assert s.paused_from is not None
         st.go(s.paused_from, who, paused_from=None)
     elif cmd.verb == "approve":
-        if s.phase != Phase.AWAITING_APPROVAL:
-            raise IllegalTransition(f"nothing waits for approval in phase {s.phase}")
-        if s.step >= len(st.spec.strategy.steps) - 1 and len(s.active()) > 1:
-            raise IllegalTransition(f"several candidates are active ({s.active()}): "
-                                    "promote one with candidate=")
         _advance(st, who)
     elif cmd.verb == "promote":
         _promote_cmd(st, cmd, who)
     elif cmd.verb == "abort":
-        if s.phase not in ACTIVE:
-            raise IllegalTransition(f"cannot abort in phase {s.phase}; use undo after promotion")
         _rollback(st, who)
     elif cmd.verb == "undo":
-        if s.phase != Phase.PROMOTED or not s.previous_stable:
-            raise IllegalTransition(f"undo needs a promotion within its window; phase {s.phase}")
         promoted, old = s.stable, s.previous_stable
+        assert old is not None
         st.go(Phase.ROLLED_BACK, f"{who}: {old} is stable again", stable=old,
               previous_stable=None, retire_at=None)
         st.routes({old: 100.0})
         st.set_candidate(promoted, "withdrawn", who)
         st.actions.append(Action("delete", version=promoted))
     elif cmd.verb == "retry":
-        if s.phase != Phase.ROLLED_BACK:
-            raise IllegalTransition(f"retry needs a rolled-back rollout; phase {s.phase}")
         cands = tuple(Candidate(c.name) for c in s.candidates)
         st.go(Phase.DEPLOYING, who, candidates=cands, step=-1, step_requests=0,
               attempt=s.attempt + 1)
         for c in cands:
             st.actions.append(Action("deploy", version=c.name))
-    else:
-        raise IllegalTransition(f"unknown verb {cmd.verb!r}")
 
 
 def _promote_cmd(st: _Step, cmd: Command, who: str) -> None:
     s = st.state
-    effective = s.paused_from if s.phase == Phase.PAUSED else s.phase
-    if effective not in (Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL):
-        was = f" (paused from {effective})" if s.phase == Phase.PAUSED else ""
-        raise IllegalTransition(f"cannot promote in phase {s.phase}{was}")
     active = s.active()
-    if cmd.candidate is not None and cmd.candidate not in active:
-        raise IllegalTransition(f"{cmd.candidate!r} is not an active candidate: {active}")
     if s.phase == Phase.PAUSED:
         st.state = st.state.evolve(phase=s.paused_from or Phase.CANARY, paused_from=None)
     last = s.step >= len(st.spec.strategy.steps) - 1
     if cmd.full or (cmd.candidate and len(active) > 1 and last):
-        name = cmd.candidate or (active[0] if len(active) == 1 else None)
-        if name is None:
-            raise IllegalTransition(f"several candidates are active ({active}): name one")
+        name = cmd.candidate or active[0]
         _promote(st, name, who)
         return
     if st.state.phase == Phase.SHADOW:

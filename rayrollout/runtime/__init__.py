@@ -4,18 +4,18 @@
 in, imported only when used. ``rayrollout.runtime.fake`` holds test doubles.
 """
 
+from rayrollout.errors import (
+    DeviceUnavailableError,
+    ModelLoadError,
+    ModelRuntimeError,
+    PredictError,
+)
 from rayrollout.runtime.base import (
     NUMPY_TO_OIP,
     OIP_TO_NUMPY,
     ModelRuntime,
     ModelSignature,
     TensorSpec,
-)
-from rayrollout.runtime.errors import (
-    DeviceUnavailableError,
-    ModelLoadError,
-    ModelRuntimeError,
-    PredictError,
 )
 from rayrollout.runtime.registry import known_kinds, load_runtime
 from rayrollout.runtime.summary import summarize_prediction

@@ -5,8 +5,9 @@ Only modules under ``rayrollout.runtime`` import ``onnxruntime`` or ``torch``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -62,6 +63,15 @@ class ModelSignature:
             "outputs": [t.to_dict() for t in self.outputs],
             "task": self.task,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSignature:
+        """Inverse of ``to_dict`` (what a version replica answers to ``signature()``)."""
+
+        def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(t["name"], t["datatype"], tuple(t["shape"])) for t in items)
+
+        return cls(specs(d["inputs"]), specs(d["outputs"]), str(d.get("task", "classification")))
 
 
 @runtime_checkable

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rayrollout.errors import PredictError
 from rayrollout.runtime._common import gather_inputs
 from rayrollout.runtime.base import ModelSignature, TensorSpec
-from rayrollout.runtime.errors import PredictError
 
 PredictFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 

@@ -16,9 +16,9 @@ import os
 import numpy as np
 import onnxruntime as ort
 
+from rayrollout.errors import DeviceUnavailableError, ModelLoadError, PredictError
 from rayrollout.runtime._common import TASKS, check_device, check_path, gather_inputs
 from rayrollout.runtime.base import ModelSignature, TensorSpec
-from rayrollout.runtime.errors import DeviceUnavailableError, ModelLoadError, PredictError
 
 ONNX_TO_OIP: dict[str, str] = {
     "tensor(bool)": "BOOL",

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rayrollout.errors import DeviceUnavailableError, ModelLoadError, PredictError
 from rayrollout.runtime._common import TASKS, check_device, check_path, gather_inputs
 from rayrollout.runtime.base import NUMPY_TO_OIP, OIP_TO_NUMPY, ModelSignature, TensorSpec
-from rayrollout.runtime.errors import DeviceUnavailableError, ModelLoadError, PredictError
 
 SpecLike = TensorSpec | dict[str, Any]
 

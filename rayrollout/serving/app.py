@@ -2,7 +2,7 @@
 
 ``serve run configs/<file>.yaml`` names these builders; each version is its own application
 (``route_prefix`` null), the router is the one HTTP ingress. The builders' arguments are the
-strict pydantic models of ``rayrollout.config``: Serve validates them before anything starts.
+strict pydantic models of ``rayrollout.spec``: Serve validates them before anything starts.
 """
 
 # No ``from __future__ import annotations`` here: Serve inspects the builders' annotations as
@@ -15,39 +15,21 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from rayrollout.config import RouterConfig, VersionConfig
-from rayrollout.serving.router import Router
-from rayrollout.serving.version import ModelVersion
-from rayrollout.spec import RolloutSpec
+from rayrollout.serving.ingress import router_app
+from rayrollout.serving.port import RayServePort
+from rayrollout.serving.version import version_app
+from rayrollout.spec import RolloutSpec, RouterConfig, VersionConfig
 
-# The router records every request itself (aggregates, events, Prometheus); Serve's per-request
-# access log would only repeat it, at about 5% of the router's CPU.
-NO_ACCESS_LOG = {"enable_access_log": False}
-
+__all__ = ["build_rollout", "build_router", "build_version", "deploy"]
 
 def build_version(config: VersionConfig) -> Application:
     """One model version as an application (deploy it with ``route_prefix=None``)."""
-    dep = serve.deployment(
-        name="ModelVersion",
-        num_replicas=config.num_replicas,
-        max_ongoing_requests=config.max_ongoing_requests,
-        ray_actor_options=config.ray_actor_options.to_ray(),
-        logging_config=NO_ACCESS_LOG,
-    )(ModelVersion)
-    return dep.bind(config.model_dump(mode="json"))
+    return version_app(config)
 
 
 def build_router(config: RouterConfig) -> Application:
-    """The HTTP ingress of one model."""
-    d = config.deployment
-    dep = serve.deployment(
-        name="Router",
-        num_replicas=d.num_replicas,
-        max_ongoing_requests=d.max_ongoing_requests,
-        ray_actor_options={"num_cpus": d.num_cpus},
-        logging_config=NO_ACCESS_LOG,
-    )(Router)
-    return dep.bind(config.model_dump(mode="json"))
+    """The HTTP ingress of one model (``route_prefix`` as the config's application says)."""
+    return router_app(config, RayServePort)
 
 
 def deploy(
@@ -64,8 +46,7 @@ def deploy(
     rcfg = RouterConfig.model_validate(router)
     vcfgs = [VersionConfig.model_validate(v) for v in versions]
     for v in vcfgs:
-        absolute = v.model_copy(update={"artifact": str(v.artifact_path(artifact_base))})
-        serve.run(build_version(absolute), name=v.app_name, route_prefix=None)
+        serve.run(build_version(v.resolved(artifact_base)), name=v.app_name, route_prefix=None)
     serve.run(build_router(rcfg), name=rcfg.app_name, route_prefix=route_prefix)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from ray.util import metrics as ray_metrics
 
-from rayrollout import metrics as spec
-from rayrollout.aggregates import LATENCY_BOUNDS_MS, Recorder, VersionStats
-from rayrollout.routing import RoutingTable
+from rayrollout.dataplane import metrics as spec
+from rayrollout.dataplane.aggregates import LATENCY_BOUNDS_MS, Recorder, VersionStats
+from rayrollout.dataplane.routing import RoutingTable
 
 log = logging.getLogger("rayrollout.exporter")
 

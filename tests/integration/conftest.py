@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from rayrollout.aggregates import Collected, VersionStats, merge_stats
+from rayrollout.dataplane.aggregates import Collected, VersionStats, merge_stats
 from tests.conftest import ARTIFACTS, ROOT, RayServe, free_port
 
 pytestmark = pytest.mark.integration

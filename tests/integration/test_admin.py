@@ -3,7 +3,6 @@ against it. One rollout per module (its controller is created by ``POST /rollout
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -18,9 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from starlette.requests import Request
 
-from rayrollout.config import RouterConfig
 from tests.conftest import ARTIFACTS, RayServe
 
 pytestmark = pytest.mark.integration
@@ -73,7 +70,7 @@ def cleanup(model: str) -> None:
     import ray
     from ray import serve
 
-    from rayrollout.controller.actor import NAMESPACE, controller_name
+    from rayrollout.names import NAMESPACE, controller_name
 
     with contextlib.suppress(ValueError):  # never created, or already gone
         ray.kill(ray.get_actor(controller_name(model), namespace=NAMESPACE))
@@ -84,7 +81,7 @@ def cleanup(model: str) -> None:
 @pytest.fixture(scope="module")
 def served(ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Stable v1 and the router are deployed; the rollout is started over HTTP."""
-    from rayrollout.api import ensure_serving
+    from rayrollout.client.api import ensure_serving
     from rayrollout.spec import RolloutSpec
 
     model = f"a{uuid.uuid4().hex[:8]}"
@@ -255,43 +252,3 @@ def test_abort_records_the_token_name_then_retry(served: Served) -> None:
         assert r.status_code == 200 and r.json()["phase"] == "deploying"
         (last,) = c.get("/rollout/history", params={"limit": 1}).json()
         assert last["actor"] == "bob"
-
-
-# -- the token logic on its own (no Ray calls) -------------------------------------------------
-
-
-def request(token: str | None) -> Request:
-    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-    return Request({"type": "http", "method": "GET", "path": "/rollout/status",
-                    "headers": headers, "query_string": b""})
-
-
-def test_tokens_come_from_the_config_and_the_environment() -> None:
-    from rayrollout.serving.admin import AdminAPI
-
-    cfg = RouterConfig.model_validate(
-        {"model": "m", "weights": {"v1": 100}, "admin_tokens": {"alice": "a-tok"},
-         "admin_tokens_env": "MY_TOKENS"}
-    )
-    admin = AdminAPI(cfg, environ={"MY_TOKENS": "carol:c-tok, malformed ,dave:,:x, erin : e:tok"})
-    assert admin.authenticate(request("a-tok")) == "alice"
-    assert admin.authenticate(request("c-tok")) == "carol"
-    assert admin.authenticate(request("e:tok")) == "erin"  # a token may hold a colon
-    for bad in ("x", "malformed", "", "c-to", "c-tokk"):
-        with pytest.raises(Exception, match="admin token"):
-            admin.authenticate(request(bad))
-
-
-def test_no_token_configured_means_admin_is_off() -> None:
-    from rayrollout.serving.admin import AdminAPI
-
-    cfg = RouterConfig.model_validate({"model": "m", "weights": {"v1": 100}})
-    admin = AdminAPI(cfg, environ={})
-    for token in (None, "anything"):
-        r = asyncio.run(admin.handle(request(token), ["status"]))
-        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
-        error = json.loads(bytes(r.body))["error"]
-        assert "disabled" in error and "admin_tokens" in error
-        assert "RAYROLLOUT_ADMIN_TOKENS='name:token'" in error
-    page = asyncio.run(admin.handle(request(None), []))
-    assert page.status_code == 200  # the page itself loads; its data calls will be refused

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import ray
 
-import rayrollout.api as rr
+import rayrollout.client.api as rr
+from rayrollout.errors import NotFound
+from rayrollout.serving.port import RayServePort
 from tests.conftest import ARTIFACTS, RayServe
 from tests.unit.test_notify import Hook
 
@@ -90,10 +92,10 @@ def model(ray_serve: RayServe) -> Iterator[str]:
     name = f"c{uuid.uuid4().hex[:8]}"
     yield name
     try:
-        h = rr.controller_handle(name, create=False)
+        h = RayServePort().controller(name, create=False).actor
         ray.get(h.stop.remote())
         ray.kill(h, no_restart=True)
-    except ValueError:
+    except NotFound:
         pass
     for app, _ in serve.status().applications.items():
         if app.startswith(f"{name}-") or app == f"rayrollout-{name}":
@@ -106,7 +108,7 @@ def wait_phase(ro: rr.Rollout, phases: set[str], timeout_s: float = 120) -> dict
 
 def restart_controller(ro: rr.Rollout) -> None:
     """Kill the controller actor; Ray restarts it, and its __init__ reloads from the store."""
-    h = rr.controller_handle(ro.model, create=False)
+    h = RayServePort().controller(ro.model, create=False).actor
     pid_before = ray.get(h.pid.remote())
     ray.kill(h, no_restart=False)
     deadline = time.monotonic() + 60

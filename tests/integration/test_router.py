@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rayrollout.aggregates import Collected
+from rayrollout.dataplane.aggregates import Collected
 
 pytestmark = pytest.mark.integration
 

@@ -41,7 +41,7 @@ def page(
     heldout: tuple[np.ndarray, np.ndarray],
 ) -> Iterator[Page]:
     """A rollout in its first canary step with some traffic judged."""
-    import rayrollout.api as rr
+    import rayrollout.client.api as rr
 
     model = f"p{uuid.uuid4().hex[:8]}"
     spec = rollout_spec(model, tmp_path_factory.mktemp("page") / "rollouts.db")
@@ -120,9 +120,16 @@ def test_page_renders_the_live_rollout(page: Page, tmp_path: Path) -> None:
     log = text_of(dom, "log")
     assert "pending → deploying" in log and "controller" in log
     assert text_of(dom, "banner") == ""  # no error shown
-    # buttons follow the phase: a canary can be paused, not resumed
-    assert '<button data-verb="pause" type="button">' in dom
-    assert '<button data-verb="resume" type="button" disabled="">' in dom
+    # one button per verb the admin API serves, enabled as the status's allowed_verbs say:
+    # a canary can be paused, not resumed
+    import re
+
+    from rayrollout.controller.phases import VERBS
+
+    buttons = dict(re.findall(r'<button data-verb="(\w+)"([^>]*)>', dom))
+    assert list(buttons) == list(VERBS)
+    enabled = [v for v, attrs in buttons.items() if "disabled" not in attrs]
+    assert enabled == page.status["allowed_verbs"] == ["pause", "promote", "abort"]
 
 
 def test_page_without_a_token_asks_for_one(page: Page, tmp_path: Path) -> None:

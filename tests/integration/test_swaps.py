@@ -9,8 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from rayrollout.aggregates import Collected
-from rayrollout.routing import RoutingTable
+from rayrollout.dataplane.aggregates import Collected
+from rayrollout.dataplane.routing import RoutingTable
 
 pytestmark = pytest.mark.integration
 

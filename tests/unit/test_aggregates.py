@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from rayrollout.aggregates import Collected, Recorder, VersionStats, merge_stats
-from rayrollout.events import EventBatch, Outcome, RequestEvent, ShadowEvent
+from rayrollout.dataplane.aggregates import Collected, Recorder, VersionStats, merge_stats
+from rayrollout.dataplane.events import EventBatch, Outcome, RequestEvent, ShadowEvent
 
 
 def ev(t: float, version: str, outcome: int = Outcome.OK, latency: float = 10.0) -> RequestEvent:

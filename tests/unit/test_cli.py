@@ -45,6 +45,8 @@ STATUS: dict[str, Any] = {
     "now": 112.0,
     "step_requests": 42,
     "shadow_compared": 0,
+    "final": False,
+    "allowed_verbs": ["pause", "promote", "abort"],
     "checks": {
         "v2": [
             {
@@ -54,6 +56,8 @@ STATUS: dict[str, Any] = {
                 "value": 0.001,
                 "log_e": 2.302585092994046,  # e = 10
                 "threshold": 100.0,
+                "log10_e": 1.0,
+                "log10_threshold": 2.0,
                 "ci": None,
                 "counts": {"baseline": 170.0, "candidate": 42.0},
                 "reason": "42 of 50 candidate requests",
@@ -66,6 +70,8 @@ STATUS: dict[str, Any] = {
                 "value": 0.9,
                 "log_e": "inf",
                 "threshold": 100.0,
+                "log10_e": "inf",
+                "log10_threshold": 2.0,
                 "counts": {},
                 "reason": "candidate slower",
             },
@@ -185,11 +191,12 @@ def test_render_status_shows_phase_step_weights_and_checks() -> None:
     assert lines[2] == "weights v1 80%  v2 20%"
     assert "candidate v2: active" in text
     errors = next(ln for ln in lines if ln.strip().startswith("errors"))
-    assert "INCONCLUSIVE" in errors and "log10(e)=1.00/2.00" in errors
+    assert "INCONCLUSIVE" in errors and "E=10^1.00/2.00" in errors
     assert "error_rate_diff=0.001" in errors and "candidate=42" in errors
     assert errors.endswith("- 42 of 50 candidate requests")
     latency = next(ln for ln in lines if ln.strip().startswith("latency"))
-    assert "FAIL" in latency and "log(e)=inf" in latency
+    assert "FAIL" in latency and "E=10^inf/2.00" in latency
+    assert lines[-1] == "verbs now: pause, promote, abort"
 
 
 def test_render_status_without_a_rollout_and_before_the_first_step() -> None:
@@ -304,7 +311,8 @@ def test_watch_redraws_until_the_rollout_ends(
     phases = iter(["deploying", "canary", final, "never-reached"])
 
     def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={**STATUS, "phase": next(phases)})
+        phase = next(phases)
+        return httpx.Response(200, json={**STATUS, "phase": phase, "final": phase == final})
 
     assert run(["status", "--watch", "--interval", "0"], handler) == code
     out = capsys.readouterr().out
@@ -329,3 +337,14 @@ def test_start_validates_locally_then_posts_the_spec(
     assert run(["start", str(write(tmp_path, bad, "bad.yaml"))], handler) == 2
     assert len(posted) == 1  # nothing sent
     assert "steps[1].weight=20 <= steps[0].weight=50" in capsys.readouterr().err
+
+
+def test_help_of_every_command_renders(capsys: pytest.CaptureFixture) -> None:
+    parser = cli.build_parser()
+    commands = ["demo", "validate", "status", "start", "history", "verify", "replay",
+                "pause", "resume", "approve", "promote", "abort", "retry", "undo"]
+    for argv in ([], *([c] for c in commands)):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([*argv, "--help"])
+        assert e.value.code == 0, argv
+    assert "to 100% now" in capsys.readouterr().out

@@ -11,9 +11,8 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
-from rayrollout.config import RouterConfig, VersionConfig, format_validation_error
 from rayrollout.serving import app as builders
-from rayrollout.spec import RolloutSpec
+from rayrollout.spec import RolloutSpec, RouterConfig, VersionConfig, format_validation_error
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

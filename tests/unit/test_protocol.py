@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rayrollout import protocol
+from rayrollout.dataplane import protocol
 from rayrollout.errors import BadRequest, PayloadTooLarge
 from rayrollout.runtime.base import ModelSignature, TensorSpec
 
@@ -137,7 +137,7 @@ def test_the_transport_limit_follows_serves_handle_transport(
 ) -> None:
     from ray.serve._private import constants
 
-    from rayrollout.serving.router import TRANSPORT_HEADROOM_BYTES, handle_transport_limit
+    from rayrollout.serving.handles import TRANSPORT_HEADROOM_BYTES, handle_transport_limit
 
     monkeypatch.setattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", False)
     assert handle_transport_limit() is None  # actor calls: no cap

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.errors import ConfigError, NotFound
-from rayrollout.routing import RoutingTable
 
 
 def binomial_ok(k: int, n: int, p: float, z: float = 4.0) -> bool:

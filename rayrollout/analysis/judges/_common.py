@@ -22,7 +22,7 @@ import numpy as np
 from rayrollout.analysis._select import EpochWeights
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.result import CheckResult, Verdict
-from rayrollout.events import EventBatch, Outcome, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, ShadowEvent
 
 _COLUMNS = (
     "t",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rayrollout.events import Outcome
+from rayrollout.dataplane.events import Outcome
 
 
 def outcome_codes(names: Sequence[str], judge: str) -> tuple[int, ...]:

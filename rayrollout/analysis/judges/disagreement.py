@@ -11,7 +11,7 @@ import numpy as np
 from rayrollout.analysis._betting import BettingMeanEProcess
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
-from rayrollout.events import EventBatch, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, ShadowEvent
 
 
 class DisagreementJudge(SequentialJudge):

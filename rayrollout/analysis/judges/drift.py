@@ -16,7 +16,7 @@ from rayrollout.analysis._mix import log_mean_exp
 from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
-from rayrollout.events import EventBatch, Outcome, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, ShadowEvent
 
 MODES = ("tolerance", "warning", "rank")
 

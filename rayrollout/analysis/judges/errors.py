@@ -13,7 +13,7 @@ from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._errors_util import ratio_and_cs
-from rayrollout.events import EventBatch, Outcome, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, ShadowEvent
 
 BAD_OUTCOMES = (int(Outcome.ERROR), int(Outcome.TIMEOUT))
 KNOWN_OUTCOMES = tuple(int(o) for o in Outcome)

@@ -7,7 +7,7 @@ from typing import Any
 
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.result import CheckResult, Verdict
-from rayrollout.events import EventBatch, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, ShadowEvent
 
 
 class FakeJudge:

@@ -14,7 +14,7 @@ from rayrollout.analysis._select import UnitTracker
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._outcomes import outcome_codes
-from rayrollout.events import EventBatch, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, ShadowEvent
 
 
 class LatencyJudge(SequentialJudge):

@@ -16,7 +16,7 @@ from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import Evidence, SequentialJudge, capture_params
 from rayrollout.analysis.judges._errors_util import ratio_and_cs
 from rayrollout.analysis.judges._outcomes import outcome_codes
-from rayrollout.events import EventBatch, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, ShadowEvent
 
 
 class LatencyTailJudge(SequentialJudge):

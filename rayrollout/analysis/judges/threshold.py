@@ -17,7 +17,7 @@ import numpy as np
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.judges._common import capture_params, column_problem
 from rayrollout.analysis.result import CheckResult, Verdict
-from rayrollout.events import EventBatch, Outcome, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, ShadowEvent
 
 
 class Window:

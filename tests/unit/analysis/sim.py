@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from rayrollout.events import EventBatch, Outcome
+from rayrollout.dataplane.events import EventBatch, Outcome
 
 BASE, CAND = "v1", "v2"
 

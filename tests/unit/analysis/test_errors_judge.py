@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rayrollout.analysis import ErrorRateJudge, Judge, Verdict, restore_judge
-from rayrollout.events import EventBatch, Outcome, RequestEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, RequestEvent
 from tests.unit.analysis.sim import BASE, CAND, mc_limit, replace, stream, take, ticks
 
 

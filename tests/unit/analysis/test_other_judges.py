@@ -17,7 +17,7 @@ from rayrollout.analysis import (
     Verdict,
     restore_judge,
 )
-from rayrollout.events import EventBatch, Outcome, ShadowEvent
+from rayrollout.dataplane.events import EventBatch, Outcome, ShadowEvent
 from tests.unit.analysis.sim import BASE, CAND, mc_limit, replace, stream, ticks
 
 

@@ -15,7 +15,7 @@ from rayrollout.analysis import (
     restore_judge,
     split_alpha,
 )
-from rayrollout.events import EventBatch
+from rayrollout.dataplane.events import EventBatch
 
 KINDS = [
     "errors",

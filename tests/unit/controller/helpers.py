@@ -19,7 +19,7 @@ from rayrollout.controller.core import ControllerCore
 from rayrollout.controller.decide import decide, initial_state
 from rayrollout.controller.phases import ACTIVE, TRANSITIONS, Phase
 from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
-from rayrollout.events import RequestEvent
+from rayrollout.dataplane.events import RequestEvent
 from rayrollout.spec import RolloutSpec
 
 CHECKS = ("errors", "latency")

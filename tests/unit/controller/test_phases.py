@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from rayrollout.analysis.result import Verdict
+from rayrollout.controller.decide import allowed_verbs, decide
 from rayrollout.controller.phases import (
     ACTIVE,
     TERMINAL,
@@ -16,6 +17,8 @@ from rayrollout.controller.phases import (
     Phase,
     check,
 )
+from rayrollout.controller.phases import VERBS as VERBS_TABLE
+from rayrollout.controller.state import Command, Observation
 from rayrollout.errors import Conflict
 from tests.unit.controller.helpers import Sim, make_spec
 
@@ -144,6 +147,22 @@ def test_random_walks_stay_on_the_table(seed: int) -> None:
                 ready=[c for c in active if rng.random() < 0.7],
                 shadow_compared=rng.randrange(5),
             )
+        _allowed_is_what_decide_accepts(sim)
     assert sim.transitions, "the walk never moved"
     for src, dst in sim.transitions:
         assert src == dst or dst in TRANSITIONS[src]
+
+
+def _allowed_is_what_decide_accepts(sim: Sim) -> None:
+    """The verbs the status lists (``allowed_verbs``: the page's buttons, the CLI's hint) are
+    exactly the verbs ``decide`` accepts in this state, with their default arguments."""
+    allowed = allowed_verbs(sim.state, sim.spec)
+    for verb in VERBS_TABLE:
+        obs = Observation(now=sim.now, command=Command(verb))
+        try:
+            decide(sim.state, sim.spec, obs)
+            accepted = True
+        except IllegalTransition:
+            accepted = False
+        assert accepted == (verb in allowed), (verb, sim.state.phase, allowed)
+        assert sim.state.phase in VERBS_TABLE[verb].phases or not accepted

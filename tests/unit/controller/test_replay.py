@@ -15,6 +15,7 @@ from rayrollout.controller.core import ControllerCore, replay, replay_rollout
 from rayrollout.controller.phases import Phase
 from rayrollout.controller.state import Command, RolloutState
 from rayrollout.controller.store import Store, canonical
+from rayrollout.errors import NotFound
 from tests.unit.controller.helpers import core_spec, drive
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -174,7 +175,7 @@ def test_altering_the_log_makes_the_replay_differ(store: Store, record: Record) 
         raw.execute("UPDATE log SET body = replace(body, 'pause by ann', 'pause by eve')")
     raw.close()
     assert replay_rollout(store, core.rollout)[0] is False
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound, match="no rollout 999"):  # answered 404, not 500
         replay_rollout(store, 999)
 
 

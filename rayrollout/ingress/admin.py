@@ -1,16 +1,17 @@
 """The admin API under ``/rollout/...`` on the router: the rollout controller's verbs over HTTP,
-behind bearer tokens, and the status page.
+behind bearer tokens, and the status page. A Starlette application mounted by the router.
 
 ::
 
     GET  /rollout/  or /rollout/ui       the status page (HTML; loads without a token, its data
                                          calls send one)
-    GET  /rollout/status                 the controller's status
+    GET  /rollout/status                 the controller's status (with the verbs allowed now)
+    GET  /rollout/verbs                  every verb: the phases it is accepted in, its params
     GET  /rollout/history?limit=N&all=1  the decision log (this rollout's; all=1: every rollout)
     GET  /rollout/verify                 check the log's hash chain
     GET  /rollout/replay?rollout=N       replay a rollout's recorded inputs through decide()
     POST /rollout/start                  body: a RolloutSpec as JSON
-    POST /rollout/<verb>                 pause resume approve promote abort retry undo;
+    POST /rollout/<verb>                 one route per verb of ``rayrollout.controller.phases``;
                                          body (optional): {"full", "candidate", "reason"}
 
 Guarantees:
@@ -18,8 +19,9 @@ Guarantees:
 * Never open by default: with no token configured every route but the page answers 401.
 * A token is checked against every configured token in constant time (no early exit); the
   NAME of the token that matched is the ``actor`` the decision log records.
-* Errors are answered here as JSON (``{"error", "code"}``, status from ``rayrollout.errors``);
-  they are never counted as rejected inference requests.
+* Every error is a JSON body ``{"error", "code"}`` with its status from ``rayrollout.errors``
+  (a 405 names the allowed methods in ``Allow``); never an unhandled 500, and never counted as
+  a rejected inference request.
 """
 
 from __future__ import annotations
@@ -27,38 +29,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
-import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ray.exceptions import RayActorError, RayTaskError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
-from rayrollout.config import RouterConfig, format_validation_error
-from rayrollout.controller.actor import NAMESPACE, controller_name
-from rayrollout.errors import (
-    BadRequest,
-    MethodNotAllowed,
-    NotFound,
-    RolloutError,
-    Unauthorized,
-    UnavailableError,
-    error_body,
-    http_status,
+from rayrollout.controller.phases import VERBS
+from rayrollout.controller.port import ControllerHandle, ServePort
+from rayrollout.errors import BadRequest, NotFound, Unauthorized, UnavailableError
+from rayrollout.ingress.http import (
+    NO_STORE,
+    CatchAll,
+    TrailingSlash,
+    exception_handlers,
+    json_response,
 )
-from rayrollout.spec import RolloutSpec
+from rayrollout.spec import RolloutSpec, RouterConfig, format_validation_error
 
 log = logging.getLogger("rayrollout.admin")
-
-VERBS = frozenset({"pause", "resume", "approve", "promote", "abort", "retry", "undo"})
-NO_STORE = {"cache-control": "no-store"}
 
 
 class VerbBody(BaseModel):
@@ -93,82 +91,41 @@ def _digest(token: str) -> bytes:
 
 @cache
 def status_page() -> str:
-    return (files("rayrollout.serving") / "status_page.html").read_text(encoding="utf-8")
+    return (files("rayrollout.ingress") / "status_page.html").read_text(encoding="utf-8")
 
 
 class AdminAPI:
-    def __init__(self, cfg: RouterConfig, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, cfg: RouterConfig, port: ServePort | None = None,
+                 environ: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.model = cfg.model
+        self.port = port
         env = os.environ if environ is None else environ
         tokens = {**cfg.admin_tokens, **parse_tokens(env.get(cfg.admin_tokens_env, ""))}
         # Only digests are kept; an empty token could never be sent, so it is not a token.
         self._tokens = [(name, _digest(t)) for name, t in tokens.items() if t]
-        self._controller: Any = None
-
-    # -- serve run of a rollout config ------------------------------------------------------------
-
-    def start_rollout(self) -> Any:
-        from rayrollout.api import controller_handle
-
-        assert self.cfg.rollout is not None
-        spec = RolloutSpec.model_validate(self.cfg.rollout)
-        h = controller_handle(spec.model, spec.store_path)
-        return ray.get(h.start.remote(spec.model_dump(mode="json"), "serve-run"))
-
-    # -- HTTP --------------------------------------------------------------------------------------
-
-    async def handle(self, request: Request, parts: list[str]) -> Response:
-        """Answer ``/rollout/<parts>``; never raises."""
-        try:
-            return await self._route(request, parts)
-        except RolloutError as e:
-            headers = dict(NO_STORE)
-            if isinstance(e, Unauthorized):
-                headers["www-authenticate"] = 'Bearer realm="rayrollout"'
-            return JSONResponse(error_body(e), status_code=http_status(e), headers=headers)
-        except Exception as e:  # a bug or broken infrastructure: say so, keep the replica up
-            log.exception("admin request %s %s failed", request.method, request.url.path)
-            message = f"internal error: {type(e).__name__}: {e}"[:500]
-            return JSONResponse(
-                {"error": message, "code": "internal_error"},
-                status_code=500,
-                headers=NO_STORE,
-            )
-
-    async def _route(self, request: Request, parts: list[str]) -> Response:
-        method = request.method
-        if parts in ([], ["ui"]):
-            _need(method, "GET")
-            return self._page()
-        if len(parts) != 1:
-            raise NotFound(f"no admin route /rollout/{'/'.join(parts)}")
-        what = parts[0]
-        if what not in VERBS | {"status", "history", "verify", "replay", "start"}:
-            raise NotFound(f"no admin route /rollout/{what}")
-        actor = self.authenticate(request)
-        q = request.query_params
-        if what == "status":
-            _need(method, "GET")
-            return _json(await self._call("status"))
-        if what == "history":
-            _need(method, "GET")
-            limit = _int_param(q.get("limit"), "limit")
-            return _json(await self._call("history", limit, q.get("all", "0") in ("1", "true")))
-        if what == "verify":
-            _need(method, "GET")
-            return _json(await self._call("verify"))
-        if what == "replay":
-            _need(method, "GET")
-            return _json(await self._call("replay", _int_param(q.get("rollout"), "rollout")))
-        _need(method, "POST")
-        if what == "start":
-            return _json(await self._start(await request.body(), actor))
-        body = _verb_body(await request.body())
-        log.info("%s by %s", what, actor)
-        return _json(
-            await self._call("command", what, actor, body.full, body.candidate, body.reason)
+        self._controller: ControllerHandle | None = None
+        self.http = Starlette(
+            routes=self.routes(),
+            exception_handlers=exception_handlers(headers=NO_STORE),
+            middleware=[Middleware(CatchAll, headers=NO_STORE), Middleware(TrailingSlash)],
         )
+
+    def routes(self) -> list[BaseRoute]:
+        get, post = ["GET"], ["POST"]
+        return [
+            Route("/", self.page, methods=get),
+            Route("/ui", self.page, methods=get),
+            Route("/status", self._status, methods=get),
+            Route("/verbs", self._verbs, methods=get),
+            Route("/history", self._history, methods=get),
+            Route("/verify", self._verify, methods=get),
+            Route("/replay", self._replay, methods=get),
+            Route("/start", self._start, methods=post),
+            *(Route(f"/{verb}", self._verb(verb), methods=post) for verb in VERBS),
+        ]
+
+    # -- authentication ----------------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> str:
         """The name of the token in ``Authorization: Bearer <token>``; Unauthorized if none
@@ -193,7 +150,10 @@ class AdminAPI:
             raise Unauthorized("invalid admin token")
         return found
 
-    def _page(self) -> Response:
+    # -- routes ------------------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        """The status page; it loads without a token (its data calls send one)."""
         nonce = secrets.token_urlsafe(16)
         csp = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
@@ -211,11 +171,32 @@ class AdminAPI:
             },
         )
 
-    # -- the controller ----------------------------------------------------------------------------
+    async def _status(self, request: Request) -> Response:
+        self.authenticate(request)
+        return _json(await self._call("status"))
 
-    async def _start(self, raw: bytes, actor: str) -> Any:
-        from rayrollout.api import controller_handle
+    async def _verbs(self, request: Request) -> Response:
+        self.authenticate(request)
+        return _json({"verbs": [v.to_dict() for v in VERBS.values()]})
 
+    async def _history(self, request: Request) -> Response:
+        self.authenticate(request)
+        q = request.query_params
+        limit = _int_param(q.get("limit"), "limit")
+        return _json(await self._call("history", limit, q.get("all", "0") in ("1", "true")))
+
+    async def _verify(self, request: Request) -> Response:
+        self.authenticate(request)
+        return _json(await self._call("verify"))
+
+    async def _replay(self, request: Request) -> Response:
+        self.authenticate(request)
+        return _json(await self._call("replay",
+                                      _int_param(request.query_params.get("rollout"), "rollout")))
+
+    async def _start(self, request: Request) -> Response:
+        actor = self.authenticate(request)
+        raw = await request.body()
         try:
             spec = RolloutSpec.model_validate_json(raw or b"null")
         except ValidationError as e:
@@ -225,19 +206,36 @@ class AdminAPI:
                 f"model: {spec.model!r} is not the model this router serves ({self.model!r})"
             )
         log.info("start of a rollout by %s", actor)
-        if self._controller is None:  # blocking: creates the detached actor if it is not there
-            self._controller = await asyncio.to_thread(
-                controller_handle, self.model, spec.store_path
-            )
-        return await self._call("start", spec.model_dump(mode="json"), actor)
+        if self._controller is None:  # blocking: creates the controller if it is not there
+            port = self._port()
+            self._controller = await asyncio.to_thread(port.controller, self.model,
+                                                       spec.store_path)
+        return _json(await self._call("start", spec.model_dump(mode="json"), actor))
 
-    async def _handle(self) -> Any:
+    def _verb(self, verb: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            actor = self.authenticate(request)
+            body = _verb_body(await request.body())
+            log.info("%s by %s", verb, actor)
+            return _json(await self._call("command", verb, actor, body.full, body.candidate,
+                                          body.reason))
+
+        return endpoint
+
+    # -- the controller ----------------------------------------------------------------------------
+
+    def _port(self) -> ServePort:
+        if self.port is None:
+            raise UnavailableError("this router has no control plane to reach a controller")
+        return self.port
+
+    async def _handle(self) -> ControllerHandle:
         if self._controller is None:
+            port = self._port()
             try:
                 self._controller = await asyncio.to_thread(
-                    ray.get_actor, controller_name(self.model), namespace=NAMESPACE
-                )
-            except ValueError:
+                    port.controller, self.model, None, False)
+            except NotFound:
                 raise NotFound(
                     f"no rollout controller for model {self.model!r}: start a rollout first "
                     "(POST /rollout/start)"
@@ -248,26 +246,10 @@ class AdminAPI:
         """Call the controller; its exceptions come back as ours (409, 400, ...)."""
         h = await self._handle()
         try:
-            return await getattr(h, method).remote(*args)
-        except RayTaskError as e:
-            # ``e.cause`` rather than ``as_instanceof_cause()``: the latter's message is the
-            # remote traceback, and pydantic's ValidationError cannot be subclassed by Ray.
-            cause = e.cause
-            if isinstance(cause, RolloutError):
-                raise cause from None
-            if isinstance(cause, ValidationError):
-                raise BadRequest(format_validation_error(cause)) from None
-            raise
-        except RayActorError as e:  # it died (and may be restarted): look it up afresh next time
+            return await h.acall(method, *args)
+        except UnavailableError:  # it died (and may be restarted): look it up afresh next time
             self._controller = None
-            raise UnavailableError(
-                f"the rollout controller of {self.model!r} is unavailable: {e.__class__.__name__}"
-            ) from None
-
-
-def _need(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise MethodNotAllowed(f"{method} not allowed; use {allowed}")
+            raise
 
 
 def _int_param(value: str | None, name: str) -> int | None:
@@ -288,8 +270,4 @@ def _verb_body(raw: bytes) -> VerbBody:
 
 
 def _json(content: Any) -> Response:
-    return Response(
-        json.dumps(content, allow_nan=False, separators=(",", ":")),
-        media_type="application/json",
-        headers=NO_STORE,
-    )
+    return json_response(content, headers=NO_STORE)

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayrollout.events import LabelledEvent, Outcome, RequestEvent, ShadowEvent
+from rayrollout.dataplane.events import LabelledEvent, Outcome, RequestEvent, ShadowEvent
 
 # Latency bucket upper bounds in ms: 1-2-5 steps with 4 sub-steps, 0.1 ms .. 60 s.
 LATENCY_BOUNDS_MS: tuple[float, ...] = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rayrollout.aggregates import LATENCY_BOUNDS_MS
+from rayrollout.dataplane.aggregates import LATENCY_BOUNDS_MS
 
 
 @dataclass(frozen=True)

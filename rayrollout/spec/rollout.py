@@ -15,20 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, JsonValue, field_validator, model_validator
 
-from rayrollout.config import NAME_PATTERN, RouterConfig, Strict, VersionSpec
-from rayrollout.notify import NotifierSpec
-
-JudgeKind = Literal[
-    "errors",
-    "latency",
-    "latency_tail",
-    "drift",
-    "disagreement",
-    "accuracy",
-    "threshold_errors",
-    "threshold_latency",
-]
-SEQUENTIAL = frozenset({"errors", "latency", "latency_tail", "drift", "disagreement", "accuracy"})
+from rayrollout.analysis.assemble import check_judges
+from rayrollout.analysis.registry import JUDGE_KINDS, SEQUENTIAL_KINDS
+from rayrollout.dataplane.routing import RoutingTable
+from rayrollout.spec.base import NAME_PATTERN, Strict
+from rayrollout.spec.serving import RouterConfig, VersionSpec
 
 
 class StepSpec(Strict):
@@ -47,7 +38,8 @@ class ShadowPhaseSpec(Strict):
     fraction: float = Field(1.0, gt=0, le=1)
     min_duration_s: float = Field(0.0, ge=0)
     min_comparisons: int = Field(100, ge=0)
-    max_in_flight: int = Field(64, ge=1)
+    max_in_flight: int = Field(64, ge=1, le=100_000)
+    rtol: float = Field(0.05, ge=0)  # regressors: relative difference counted as disagreement
 
 
 class StrategySpec(Strict):
@@ -69,10 +61,17 @@ class StrategySpec(Strict):
 class CheckSpec(Strict):
     """One judge guarding the rollout. ``weight`` is its share of the alpha budget."""
 
-    kind: JudgeKind
+    kind: str  # a kind of the judge registry (``rayrollout.analysis.registry.JUDGE_KINDS``)
     name: str | None = Field(None, pattern=NAME_PATTERN)
     weight: float = Field(1.0, gt=0)
     params: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in JUDGE_KINDS:
+            raise ValueError(f"unknown check kind {kind!r}; known: {sorted(JUDGE_KINDS)}")
+        return kind
 
     @property
     def check_name(self) -> str:
@@ -97,22 +96,29 @@ class AnalysisSpec(Strict):
     @model_validator(mode="after")
     def _kinds_in_place(self) -> AnalysisSpec:
         for i, c in enumerate(self.checks):
-            if c.kind not in SEQUENTIAL:
+            if c.kind not in SEQUENTIAL_KINDS:
                 raise ValueError(
                     f"checks[{i}].kind={c.kind!r} is a threshold guard: list it under guards"
                 )
         for i, g in enumerate(self.guards):
-            if g.kind in SEQUENTIAL:
+            if g.kind in SEQUENTIAL_KINDS:
                 raise ValueError(f"guards[{i}].kind={g.kind!r} is a sequential check: list it "
                                  "under checks")
         names = [c.check_name for c in [*self.checks, *self.guards]]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"check names must be unique: {dup} repeated (set name:)")
-        from rayrollout.checks import check_judges
-
         check_judges(self, 1)  # bad params fail here, naming the check and the parameter
         return self
+
+
+class NotifierSpec(Strict):
+    """Where promotions and rollbacks are announced: ``log`` or a ``webhook`` (JSON POST)."""
+
+    kind: Literal["log", "webhook"]
+    url: str | None = Field(None, pattern=r"^https?://")
+    timeout_s: float = Field(2.0, gt=0, le=30)
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class RolloutSpec(Strict):
@@ -169,9 +175,20 @@ class RolloutSpec(Strict):
                       if v.flags and v.name in weights},
             **self.router,
         }
+        sh = self.strategy.shadow
         if shadow:
-            doc["shadow"] = {"version": shadow, "fraction": fraction}
+            doc["shadow"] = {"version": shadow, "fraction": fraction,
+                             "max_in_flight": sh.max_in_flight if sh else 64,
+                             "rtol": sh.rtol if sh else 0.05}
         return doc
+
+    def routing_table(
+        self, weights: dict[str, float], shadow: str | None, fraction: float, epoch: int
+    ) -> RoutingTable:
+        """The table the routers serve for this spec at ``epoch``: flags of the versions in
+        ``weights``, the shadow with its bounds and tolerance (``RouterConfig.routing_table``)."""
+        return RouterConfig.model_validate(
+            self.router_config(weights, shadow, fraction)).routing_table(epoch)
 
     def digest(self) -> str:
         """A stable hash of the spec: the same spec started twice is the same rollout."""

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -26,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from rayrollout.config import project_root
+import rayrollout.client.api as rr
+from rayrollout.analysis.result import CheckResult
+from rayrollout.cli.render import evidence, status_line
+from rayrollout.spec import RolloutSpec, load_spec, project_root
 
 
 def _free_port() -> int:
@@ -85,25 +87,12 @@ class Traffic:
             await c.post(f"{url}/feedback", json={"request_id": rid, "label": int(self.y[j])})
 
 
-def _line(st: dict[str, Any]) -> str:
-    steps = st.get("steps") or []
-    step = f"step {st['step'] + 1}/{len(steps)}" if st.get("step", -1) >= 0 else ""
-    w = " ".join(f"{v}={p:g}%" for v, p in st.get("weights", {}).items())
-    sh = f" shadow={st['shadow']}" if st.get("shadow") else ""
-    checks = []
-    for rs in st.get("checks", {}).values():
-        for r in rs:
-            ev = f" E=10^{r['log_e'] / 2.302585:.1f}" if r.get("log_e") is not None else ""
-            checks.append(f"{r['check']}:{r['verdict']}{ev}")
-    return f"  {st['phase']:<18} {step:<9} epoch {st['epoch']:<3} {w}{sh}  {' '.join(checks)}"
-
-
 def _follow(ro: Any, timeout_s: float) -> dict[str, Any]:
     last_key, last_print = None, 0.0
     for st in ro.watch(0.5, timeout_s):
         key = (st["phase"], st["step"], st["epoch"])
         if key != last_key or time.monotonic() - last_print > 5:
-            print(_line(st), flush=True)
+            print(status_line(st), flush=True)
             last_key, last_print = key, time.monotonic()
     return dict(ro.status())
 
@@ -116,8 +105,7 @@ def _summary(title: str, history: list[dict[str, Any]]) -> None:
     if final:
         for cand, results in final["evidence"].items():
             for r in results:
-                e = r.get("log_e")
-                ev = f"log10 E={e / 2.302585:.2f}" if e is not None else ""
+                ev = evidence(CheckResult.from_dict(r).view())
                 print(f"      {cand}.{r['check']:<14} {r['verdict']:<13} {ev:<15} {r['reason']}")
 
 
@@ -125,64 +113,64 @@ def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> 
     """Run the demo; ``config`` overrides the first rollout. Returns the exit status."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
-    import ray
-    from ray import serve
-
-    import rayrollout.api as rr
+    from rayrollout.serving.local import local_serve
 
     root = project_root()
     data = np.load(root / "models" / "heldout.npz")
     X, y = data["X"].astype(np.float32), data["y"]
-    first = rr.load_spec(config or root / "configs" / "rollout-digits.yaml")
-    second = rr.load_spec(root / "configs" / "rollout-regressed.yaml")
     store = Path(tempfile.mkdtemp(prefix="rayrollout-demo-")) / "rollouts.db"
+    first, second = (
+        load_spec(p).model_copy(update={"store_path": str(store)})
+        for p in (config or root / "configs" / "rollout-digits.yaml",
+                  root / "configs" / "rollout-regressed.yaml")
+    )
     port = _free_port()
     t0 = time.monotonic()
     print(f"rayrollout demo: local Ray + Serve on http://127.0.0.1:{port} (store {store})")
-    ray.init(address="local", num_cpus=8, include_dashboard=False,
-             logging_level=logging.ERROR, log_to_driver=False)
-    traffic = None
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        first = first.model_copy(update={"store_path": str(store)})
-        second = second.model_copy(update={"store_path": str(store)})
+    with local_serve(port):
         rr.ensure_serving(first)
         print(f"stable {first.stable.name} is serving ({time.monotonic() - t0:.0f} s); "
               f"sending held-out digits from {concurrency} clients, labels posted back")
         traffic = Traffic(f"http://127.0.0.1:{port}", first.model, X, y, concurrency)
         traffic.start()
-
-        print(f"\n[1] rolling out {first.candidates[0].name} over {first.stable.name}")
-        ro = rr.start(first)
-        st1 = _follow(ro, 300)
-        h1 = ro.history()
-        print(f"\n[2] rolling out {second.candidates[0].name} over {second.stable.name}")
-        ro = rr.start(second)
-        st2 = _follow(ro, 300)
-        h2 = ro.history()
-        traffic.stop()
-
-        _summary(f"rollout 1: {first.candidates[0].name} -> {st1['phase']}", h1)
-        _summary(f"rollout 2: {second.candidates[0].name} -> {st2['phase']}", h2)
-        print("\nserved (accuracy against the true labels):")
-        for v, n in sorted(traffic.served.items()):
-            print(f"  {v:<14} {n:>6} requests  {traffic.correct[v] / n:6.1%}")
-        failed = sum(traffic.failed.values())
-        print(f"  rejected bad requests: {traffic.rejected}; failed requests: {failed}")
-        chain = ro.verify()
-        replays = [ro.replay(r) for r in sorted({h["rollout"] for h in h1 + h2})]
-        print(f"decision log: {chain['message']}; replay from recorded inputs: "
-              + ", ".join(f"rollout {r['rollout']} "
-                          f"{'identical' if r['identical'] else 'DIFFERS'}" for r in replays))
-        ok = (st1["phase"] in ("promoted", "completed") and st2["phase"] == "rolled_back"
-              and failed == 0 and chain["ok"] and all(r["identical"] for r in replays))
-        print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
-        return 0 if ok else 1
-    finally:
-        if traffic is not None:
+        try:
+            outcomes = [_rollout(f"[{i}]", spec) for i, spec in enumerate((first, second), 1)]
+        finally:
             traffic.stop()
-        serve.shutdown()
-        ray.shutdown()
+        ok = _report(outcomes, traffic)
+    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
+    return 0 if ok else 1
+
+
+def _rollout(label: str, spec: RolloutSpec) -> tuple[RolloutSpec, Any, dict[str, Any],
+                                                        list[dict[str, Any]]]:
+    print(f"\n{label} rolling out {spec.candidates[0].name} over {spec.stable.name}")
+    ro = rr.start(spec)
+    st = _follow(ro, 300)
+    return spec, ro, st, ro.history()
+
+
+def _report(outcomes: list[tuple[RolloutSpec, Any, dict[str, Any], list[dict[str, Any]]]],
+            traffic: Traffic) -> bool:
+    """Print both rollouts' decisions, what was served, the log check and the replays; True if
+    v2 was promoted, v2-regressed rolled back, nothing failed and every replay is identical."""
+    for i, (spec, _, st, history) in enumerate(outcomes, 1):
+        _summary(f"rollout {i}: {spec.candidates[0].name} -> {st['phase']}", history)
+    print("\nserved (accuracy against the true labels):")
+    for v, n in sorted(traffic.served.items()):
+        print(f"  {v:<14} {n:>6} requests  {traffic.correct[v] / n:6.1%}")
+    failed = sum(traffic.failed.values())
+    print(f"  rejected bad requests: {traffic.rejected}; failed requests: {failed}")
+    ro = outcomes[-1][1]
+    chain = ro.verify()
+    rollouts = sorted({h["rollout"] for o in outcomes for h in o[3]})
+    replays = [ro.replay(r) for r in rollouts]
+    print(f"decision log: {chain['message']}; replay from recorded inputs: "
+          + ", ".join(f"rollout {r['rollout']} "
+                      f"{'identical' if r['identical'] else 'DIFFERS'}" for r in replays))
+    (_, _, st1, _), (_, _, st2, _) = outcomes
+    return (st1["phase"] in ("promoted", "completed") and st2["phase"] == "rolled_back"
+            and failed == 0 and chain["ok"] and all(r["identical"] for r in replays))
 
 
 if __name__ == "__main__":

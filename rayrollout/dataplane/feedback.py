@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from rayrollout.dataplane.events import LabelledEvent
+from rayrollout.dataplane.protocol import loads_json
 from rayrollout.errors import BadRequest
-from rayrollout.events import LabelledEvent
-from rayrollout.protocol import loads_json
 
 MAX_ITEMS = 10_000
 

@@ -2,7 +2,8 @@
 
 These are the arguments of the Serve application builders (``serve run configs/<file>.yaml``)
 and of the Python API. A bad value fails before anything starts, with an error that names the
-field and the value. Wire schemas of the HTTP API live elsewhere (``rayrollout.protocol``).
+field and the value. Wire schemas of the HTTP API live elsewhere
+(``rayrollout.dataplane.protocol``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+from rayrollout.dataplane.routing import RoutingTable
+from rayrollout.names import router_app_name, version_app_name
+from rayrollout.spec.base import NAME_PATTERN, Strict
 
 
 class ActorOptions(Strict):
@@ -93,6 +92,11 @@ class VersionConfig(VersionSpec):
             return Path.cwd() / p
         return project_root() / p
 
+    def resolved(self, base: Path | None = None) -> VersionConfig:
+        """This config with its artifact as an absolute path, resolved here (on the driver or
+        the controller) so that a replica finds it whatever directory it starts in."""
+        return self.model_copy(update={"artifact": str(self.artifact_path(base))})
+
 
 class ShadowConfig(Strict):
     """Mirror ``fraction`` of requests to ``version``; never awaited by the primary response."""
@@ -163,6 +167,22 @@ class RouterConfig(Strict):
     def app_name(self) -> str:
         return router_app_name(self.model)
 
+    def routing_table(self, epoch: int = 0) -> RoutingTable:
+        """The routing table this config describes, at ``epoch``: the one place a
+        ``RoutingTable`` is made from a configuration (the router's first table, and every
+        table the controller pushes)."""
+        sh = self.shadow
+        return RoutingTable(
+            model=self.model,
+            epoch=epoch,
+            weights=dict(self.weights),
+            shadow=sh.version if sh else None,
+            shadow_fraction=sh.fraction if sh else 0.0,
+            shadow_max_in_flight=sh.max_in_flight if sh else 64,
+            shadow_rtol=sh.rtol if sh else 0.05,
+            flags={v: dict(f) for v, f in self.flags.items()},
+        )
+
     def live_versions(self) -> list[str]:
         names = list(self.weights)
         if self.shadow and self.shadow.version not in names:
@@ -173,28 +193,4 @@ class RouterConfig(Strict):
 def project_root() -> Path:
     """``RAYROLLOUT_HOME`` if set, else the directory above the ``rayrollout`` package."""
     env = os.environ.get("RAYROLLOUT_HOME")
-    return Path(env) if env else Path(__file__).resolve().parent.parent
-
-
-def version_app_name(model: str, version: str) -> str:
-    """Serve application name of one model version (no route prefix)."""
-    return f"{model}-{version}"
-
-
-def router_app_name(model: str) -> str:
-    return f"rayrollout-{model}"
-
-
-def format_validation_error(exc: Exception) -> str:
-    """One line per problem: ``field.path: message (got value)``."""
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        inp = err.get("input")
-        shown = "" if isinstance(inp, dict) else f" (got {inp!r})"
-        lines.append(f"{loc}: {err['msg']}{shown}")
-    return "\n".join(lines)
+    return Path(env) if env else Path(__file__).resolve().parents[2]

@@ -1,0 +1,5 @@
+import sys
+
+from rayrollout.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""The status and the decision log as text: what ``rayrollout status`` (once or ``--watch``),
+``history`` and the demo print. Pure functions of the admin API's JSON.
+
+They show what the controller computed and carry no rules of their own: the verbs allowed
+now (``allowed_verbs``), whether the outcome is known (``final``) and the evidence in decimal
+orders of magnitude (``log10_e`` / ``log10_threshold``, ``E = 10^x``) all come in the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):  # "inf" / "-inf" in strict JSON
+        return x
+    return f"{x:.{digits}g}"
+
+
+def _pct(w: float) -> str:
+    return f"{w:g}%"
+
+
+def _step(st: Mapping[str, Any]) -> str:
+    steps = st.get("steps") or []
+    i = int(st.get("step", -1))
+    return f"{i + 1}/{len(steps)}" if i >= 0 else f"-/{len(steps)}"
+
+
+def evidence(r: Mapping[str, Any]) -> str:
+    """``E=10^1.23/2.00``: the evidence and (after the slash) where the check fails."""
+    e10 = r.get("log10_e")
+    if e10 is None:
+        return ""
+    th = r.get("log10_threshold")
+    e = e10 if isinstance(e10, str) else f"{e10:.2f}"
+    return f"E=10^{e}" + (f"/{th:.2f}" if isinstance(th, int | float) else "")
+
+
+def render_status(st: Mapping[str, Any]) -> str:
+    """The status of a rollout as lines of text."""
+    if st.get("rollout") is None:
+        return f"model {st.get('model')}: no rollout"
+    steps = st.get("steps") or []
+    i = int(st.get("step", -1))
+    step = _step(st)
+    if 0 <= i < len(steps):
+        step += f" ({_pct(steps[i]['weight'])} per candidate)"
+    since = ""
+    if st.get("phase_since") and st.get("now"):
+        since = f" for {max(0.0, st['now'] - st['phase_since']):.0f} s"
+    lines = [
+        f"model {st['model']}  rollout #{st['rollout']} (attempt {st.get('attempt', 1)})  "
+        f"phase {st['phase'].upper()}{since}",
+        f"step {step}  epoch {st.get('epoch')}  stable {st.get('stable')}"
+        + (f" (previous {st['previous_stable']})" if st.get("previous_stable") else ""),
+        "weights "
+        + (
+            "  ".join(f"{v} {_pct(w)}" for v, w in sorted(st["weights"].items()))
+            if st.get("weights")
+            else "-"
+        ),
+    ]
+    if st.get("shadow"):
+        lines.append(
+            f"shadow {st['shadow']} on {_pct(100 * st.get('shadow_fraction', 0))} "
+            f"({st.get('shadow_compared', 0)} compared)"
+        )
+    lines.append(f"requests this step {st.get('step_requests', 0)}")
+    for c in st.get("candidates") or []:
+        lines.append(
+            f"candidate {c['name']}: {c['status']}"
+            + (f" ({c['reason']})" if c.get("reason") else "")
+        )
+        for r in (st.get("checks") or {}).get(c["name"], []):
+            lines.append("  " + _render_check(r))
+    if "allowed_verbs" in st:
+        lines.append("verbs now: " + (", ".join(st["allowed_verbs"]) or "none"))
+    return "\n".join(lines)
+
+
+def _render_check(r: Mapping[str, Any]) -> str:
+    ev = evidence(r)
+    stat = f" {r['statistic']}={_num(r.get('value'))}" if r.get("statistic") else ""
+    counts = " ".join(f"{k}={_num(v, 6)}" for k, v in (r.get("counts") or {}).items())
+    return (
+        f"{r['check']:<14} {r['verdict']:<12}{stat}"
+        + (f" {ev}" if ev else "")
+        + (f" [{counts}]" if counts else "")
+        + (f" - {r['reason']}" if r.get("reason") else "")
+    )
+
+
+def status_line(st: Mapping[str, Any]) -> str:
+    """The status in one line: phase, step, epoch, weights, shadow, each check's verdict."""
+    step = f"step {_step(st)}" if st.get("step", -1) >= 0 else ""
+    w = " ".join(f"{v}={p:g}%" for v, p in (st.get("weights") or {}).items())
+    sh = f" shadow={st['shadow']}" if st.get("shadow") else ""
+    checks = []
+    for rs in (st.get("checks") or {}).values():
+        for r in rs:
+            ev = evidence(r).split("/")[0]
+            checks.append(f"{r['check']}:{r['verdict']}" + (f" {ev}" if ev else ""))
+    return (f"  {st['phase']:<18} {step:<9} epoch {st.get('epoch', '-')!s:<3} {w}{sh}  "
+            f"{' '.join(checks)}")
+
+
+def render_history(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The decision log, oldest first, one line per decision."""
+    if not entries:
+        return "no decisions"
+    out = []
+    for d in entries:
+        t = datetime.fromtimestamp(float(d.get("now") or d.get("ts") or 0)).strftime("%H:%M:%S")
+        step = d.get("step", -1)
+        out.append(
+            f"{d.get('seq'):>4} {t} {d.get('actor', '?'):<12} "
+            f"{d.get('phase_from')} -> {d.get('phase_to')}  "
+            f"step {step + 1 if step >= 0 else '-'} epoch {d.get('epoch')}  "
+            f"{d.get('reason', '')}"
+        )
+    return "\n".join(out)

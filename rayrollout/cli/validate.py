@@ -1,0 +1,82 @@
+"""``rayrollout validate``: check a config file before anything starts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rayrollout.spec import RouterConfig, VersionConfig, format_validation_error, load_spec
+
+
+def _is_rollout_config(doc: Any) -> bool:
+    """A rollout spec itself, or a Serve config whose app uses ``build_rollout``."""
+    if not isinstance(doc, dict):
+        return False
+    if "applications" not in doc:
+        return True
+    return any(
+        str(app.get("import_path", "")).endswith(":build_rollout")
+        for app in doc["applications"] or []
+        if isinstance(app, dict)
+    )
+
+
+def validate(path: Path) -> int:
+    """Check a rollout spec or a Serve config of rayrollout's builders; print ok or the errors
+    (one per line, naming field and value). Returns the exit status: 0 ok, 2 invalid."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        print(f"{path}: cannot read: {e}", file=sys.stderr)
+        return 2
+    if not isinstance(doc, dict):
+        print(
+            f"{path}: invalid\n<root>: expected a mapping (got {type(doc).__name__})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if _is_rollout_config(doc):
+            spec = load_spec(path)
+            checks = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
+            print(
+                f"{path}: ok (rollout of model {spec.model!r}: stable {spec.stable.name!r}, "
+                f"candidates {[c.name for c in spec.candidates]}, "
+                f"steps {[s.weight for s in spec.strategy.steps]}, checks {checks})"
+            )
+            return 0
+        return _validate_serve(path, doc)
+    except ValidationError as e:
+        print(f"{path}: invalid\n{format_validation_error(e)}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, AttributeError) as e:
+        print(f"{path}: invalid\nmissing or malformed entry: {e}", file=sys.stderr)
+        return 2
+
+
+def _validate_serve(path: Path, doc: dict[str, Any]) -> int:
+    """A Serve multi-app config of ``build_router`` and ``build_version`` applications."""
+    router, versions = None, []
+    for app in doc["applications"] or []:
+        target = str(app["import_path"]).split(":")[-1]
+        if target == "build_router":
+            router = RouterConfig.model_validate(app["args"])
+        elif target == "build_version":
+            versions.append(VersionConfig.model_validate(app["args"]))
+    if router is None:
+        print(
+            f"{path}: invalid\napplications: none uses rayrollout.serving.app:build_router "
+            "or :build_rollout",
+            file=sys.stderr,
+        )
+        return 2
+    missing = [v for v in router.live_versions() if v not in {x.name for x in versions}]
+    if missing:
+        print(f"{path}: invalid\nweights: versions {missing} have no application", file=sys.stderr)
+        return 2
+    print(f"{path}: ok (model {router.model!r}, versions {[v.name for v in versions]})")
+    return 0

@@ -1,0 +1,105 @@
+"""The one port through which the control plane reaches Ray Serve.
+
+The controller, the Python API and the admin API ask the platform for exactly these things and
+nothing else; ``rayrollout.serving.port.RayServePort`` does them with Ray Serve, and
+``rayrollout.controller.fake.FakeServePort`` in memory (tests drive a whole rollout with it,
+tick by tick, with no Ray started).
+
+Guarantees every implementation keeps (the contract tests check both):
+
+* ``deploy_version`` / ``deploy_router`` return without waiting for the app to run; deploying
+  an app that is running or on its way does nothing.
+* ``delete_app`` of an app that is not there does nothing.
+* ``push_table`` reaches every router replica of the model; a replica keeps the table with the
+  larger epoch, and the call returns the epoch each replica now has.
+* ``collect`` drains every router replica once; it raises ``UnavailableError`` when no router
+  can be reached (the controller then skips the tick's judging, never the routers' state).
+* ``controller(model, create=False)`` raises ``NotFound`` when no controller runs for ``model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+
+from pydantic import ValidationError
+
+from rayrollout.errors import BadRequest, RolloutError
+from rayrollout.spec import RouterConfig, VersionConfig, format_validation_error
+
+RUNNING = "RUNNING"
+DEPLOYING = "DEPLOYING"
+DEPLOY_FAILED = "DEPLOY_FAILED"
+DELETING = "DELETING"
+
+
+class AppStatus(NamedTuple):
+    """A Serve application's status name (``RUNNING``, ``DEPLOYING``, ``DEPLOY_FAILED``,
+    ``DELETING``, ...) and Serve's message about it."""
+
+    status: str
+    message: str = ""
+
+
+def as_caller_error(exc: BaseException) -> BaseException:
+    """How an exception raised inside the controller reaches its caller: ours as they are
+    (``IllegalTransition`` stays a 409), an invalid spec as ``BadRequest`` naming the field and
+    the value, anything else unchanged. Every ``ControllerHandle`` translates with this."""
+    if isinstance(exc, RolloutError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return BadRequest(f"invalid rollout spec:\n{format_validation_error(exc)}")
+    return exc
+
+
+class ControllerHandle(Protocol):
+    """Calls one model's controller, wherever it runs. The controller's own errors come back as
+    themselves (``IllegalTransition``, ``NotFound``, ...); an invalid spec as ``BadRequest``;
+    a controller that died as ``UnavailableError``."""
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call ``method`` and wait for its result (from plain code)."""
+        ...
+
+    async def acall(self, method: str, *args: Any) -> Any:
+        """Call ``method`` from an event loop without blocking it."""
+        ...
+
+
+class ServePort(Protocol):
+    """What the control plane asks of Ray Serve."""
+
+    def deploy_version(self, config: VersionConfig) -> None:
+        """Deploy one model version as its own application (no route prefix)."""
+        ...
+
+    def deploy_router(self, config: RouterConfig, route_prefix: str) -> None:
+        """Deploy a model's router, the HTTP ingress, at ``route_prefix``."""
+        ...
+
+    def delete_app(self, name: str) -> None:
+        """Delete an application (without waiting)."""
+        ...
+
+    def applications(self) -> Mapping[str, AppStatus]:
+        """Every application on the cluster and its status."""
+        ...
+
+    def push_table(self, model: str, table: Mapping[str, Any]) -> list[int]:
+        """Broadcast a routing table to every router replica of ``model``."""
+        ...
+
+    def collect(self, model: str) -> list[dict[str, Any]]:
+        """``Router.collect()`` of every router replica of ``model`` (``Collected`` dicts)."""
+        ...
+
+    def router_tables(self, model: str) -> list[dict[str, Any]]:
+        """The routing table each router replica of ``model`` has now."""
+        ...
+
+    def controller(
+        self, model: str, store_path: str | None = None, create: bool = True
+    ) -> ControllerHandle:
+        """The controller of ``model``: created (with its store at ``store_path``) if it is not
+        running and ``create``; ``NotFound`` otherwise."""
+        ...

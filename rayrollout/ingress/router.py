@@ -1,0 +1,412 @@
+"""``Router``: the HTTP ingress of one model. Splits, pins, mirrors, validates and records.
+
+Its HTTP surface is a Starlette application (``Router.http``) of declared routes: the Open
+Inference Protocol (``/v2/...``), the ``/v1`` JSON API, label feedback, and the admin API
+mounted at ``/rollout``. It imports no Ray: versions are reached through a ``VersionClient`` and
+the controller through a ``ServePort``, both injected. ``rayrollout.serving.ingress`` runs it as
+the Serve deployment; tests run it in-process with ``LocalVersions`` and ``FakeServePort``.
+
+The request path never waits on the controller: it routes with the last ``RoutingTable`` it was
+given. ``set_routes`` replaces the table by one attribute assignment, and each request reads
+``self.table`` exactly once, so it is routed, served and recorded under a single table.
+
+Control-plane methods (called on every replica by the port's broadcast):
+``set_routes(table)``, ``get_routes()``, ``collect()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import logging
+import math
+import os
+import random
+import time
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from rayrollout._version import __version__
+from rayrollout.dataplane import protocol
+from rayrollout.dataplane.aggregates import Recorder
+from rayrollout.dataplane.events import Outcome, RequestEvent
+from rayrollout.dataplane.feedback import FeedbackJoin, parse_feedback
+from rayrollout.dataplane.routing import RoutingTable
+from rayrollout.errors import (
+    ModelError,
+    ModelTimeout,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    RolloutError,
+    UnavailableError,
+)
+from rayrollout.ingress.admin import AdminAPI
+from rayrollout.ingress.http import (
+    CatchAll,
+    TrailingSlash,
+    error_response,
+    exception_handlers,
+    json_response,
+    short_error,
+)
+from rayrollout.ingress.platform import RouterPlatform, run_in_thread
+from rayrollout.ingress.shadow import ShadowMirror
+from rayrollout.runtime import ModelSignature, summarize_prediction
+from rayrollout.spec import RolloutSpec, RouterConfig
+
+log = logging.getLogger("rayrollout.router")
+
+SIGNATURE_TIMEOUT_S = 30.0
+READY_PROBE_TIMEOUT_S = 5.0
+ADOPT_TIMEOUT_S = 30.0
+
+
+class Router:
+    def __init__(self, config: dict[str, Any] | RouterConfig, platform: RouterPlatform,
+                 environ: dict[str, str] | None = None) -> None:
+        self.cfg = RouterConfig.model_validate(config)
+        self.model = self.cfg.model
+        self.table = self.cfg.routing_table(0)
+        self.platform = platform
+        self.versions = platform.versions
+        self._signatures: dict[str, ModelSignature] = {}
+        self._sig_tasks: dict[str, asyncio.Task[ModelSignature]] = {}
+        self.replica = platform.replica or f"local-{os.getpid()}"
+        self.recorder = Recorder(self.replica, self.cfg.event_buffer)
+        self._rng = random.Random(self.cfg.seed)
+        self._rid_prefix = f"{self.replica[-6:]}-{os.getpid():x}-"
+        self._rid = itertools.count(1)
+        self.feedback = FeedbackJoin(self.cfg.feedback_window)
+        self.shadow = ShadowMirror(self.versions, self.recorder, self.cfg.request_timeout_s)
+        make_exporter = platform.exporter
+        self._exporter = (make_exporter(self.model, self.recorder, lambda: self.table)
+                          if make_exporter is not None else None)
+        self._transport_limit = platform.transport_limit
+        self.admin = AdminAPI(self.cfg, platform.port, environ)
+        self.http = Starlette(
+            routes=self.routes(),
+            exception_handlers=exception_handlers(on_error=self._count_rejected),
+            middleware=[Middleware(CatchAll), Middleware(TrailingSlash)],
+        )
+        background = platform.background or run_in_thread
+        if platform.port is not None:
+            if self.cfg.rollout is not None:  # serve run of a rollout config: start it
+                background(self._start_rollout)
+            else:  # a restarted replica must not serve its config's table until the next push
+                background(self._adopt_controller_table)
+
+    def routes(self) -> list[BaseRoute]:
+        """Every route of the ingress; ``Allow`` on a 405 comes from these declarations."""
+        get, post = ["GET"], ["POST"]
+        return [
+            Route("/v2", self._server_metadata, methods=get),
+            Route("/v2/health/live", self._live, methods=get),
+            Route("/v2/health/ready", self._server_ready, methods=get),
+            Route("/v2/models/{model}", self._metadata, methods=get),
+            Route("/v2/models/{model}/ready", self._ready, methods=get),
+            Route("/v2/models/{model}/infer", self._infer_v2, methods=post),
+            Route("/v2/models/{model}/versions/{version}", self._metadata, methods=get),
+            Route("/v2/models/{model}/versions/{version}/ready", self._ready, methods=get),
+            Route("/v2/models/{model}/versions/{version}/infer", self._infer_v2, methods=post),
+            Route("/v1/models", self._list_models, methods=get),
+            Route("/v1/models/{model}", self._model_info, methods=get),
+            Route("/v1/models/{model}/predict", self._predict_v1, methods=post),
+            Route("/v1/models/{model}/feedback", self._feedback, methods=post),
+            Route("/rollout", self.admin.page, methods=get),
+            Mount("/rollout", app=self.admin.http),
+        ]
+
+    # -- control plane ------------------------------------------------------------------------
+
+    async def set_routes(self, table: dict[str, Any]) -> int:
+        """Install ``table`` if its epoch is newer than the one in force; return the epoch now
+        in force. Idempotent: pushing the same or an older table changes nothing."""
+        new = RoutingTable.from_dict(table)
+        if new.model != self.model:
+            raise RolloutError(f"table for model {new.model!r} pushed to router of {self.model!r}")
+        self._start_exporter()
+        if new.epoch > self.table.epoch:
+            self.table = new  # the one assignment that switches every later request
+        return self.table.epoch
+
+    async def get_routes(self) -> dict[str, Any]:
+        return self.table.to_dict()
+
+    async def collect(self) -> dict[str, Any]:
+        """Aggregates since the previous call and the drained per-request events."""
+        return self.recorder.collect(self.table.epoch).to_dict()
+
+    def _start_exporter(self) -> None:
+        if self._exporter is not None:
+            self._exporter.ensure_started()
+
+    def _start_rollout(self) -> Any:
+        assert self.cfg.rollout is not None and self.platform.port is not None
+        spec = RolloutSpec.model_validate(self.cfg.rollout)
+        h = self.platform.port.controller(spec.model, spec.store_path)
+        return h.call("start", spec.model_dump(mode="json"), "serve-run")
+
+    def _adopt_controller_table(self) -> None:
+        """If a controller runs this model's rollouts, take its current table (newer epoch)."""
+        assert self.platform.port is not None
+        try:
+            doc = self.platform.port.controller(self.model, create=False).call("table")
+        except Exception:  # no controller (plain serving) or not reachable: keep the config's
+            return
+        if doc:
+            new = RoutingTable.from_dict(doc)
+            if new.model == self.model and new.epoch > self.table.epoch:
+                self.table = new  # one assignment, as in set_routes
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _count_rejected(self, request: Request, exc: RolloutError) -> None:
+        if isinstance(exc, RequestError):
+            self.recorder.reject("")
+
+    async def _signature(self, version: str) -> ModelSignature:
+        """The version's signature, fetched once and shared by the requests waiting for it.
+
+        The fetch runs in a context of its own, not as a child of the request that started it:
+        Serve cancels a cancelled request's child calls, and a fetch cancelled with its first
+        request must not fail every later one. A fetch that failed or was cancelled anyway is
+        retried by the next request; this one gets a 503."""
+        sig = self._signatures.get(version)
+        if sig is not None:
+            return sig
+        task = self._sig_tasks.get(version)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.get_running_loop().create_task(
+                self._fetch_signature(version), context=contextvars.Context())
+            self._sig_tasks[version] = task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), SIGNATURE_TIMEOUT_S)
+        except TimeoutError:
+            raise UnavailableError(f"version {version!r} is not ready") from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this request itself is being cancelled
+            raise UnavailableError(f"version {version!r} is not ready (its description was "
+                                   "cancelled; retry)") from None
+
+    async def _fetch_signature(self, version: str) -> ModelSignature:
+        try:
+            d = await self.versions.signature(version)
+        except RolloutError:
+            raise
+        except Exception as e:  # the app is not there yet, or its replica is starting
+            raise UnavailableError(f"version {version!r} is not ready: {short_error(e)}") from e
+        sig = ModelSignature.from_dict(d)
+        self._signatures[version] = sig
+        return sig
+
+    def _model(self, request: Request) -> None:
+        self._start_exporter()
+        name = request.path_params["model"]
+        if name != self.model:
+            raise NotFound(f"unknown model {name!r}; this router serves {self.model!r}")
+
+    def _live_version(self, request: Request) -> str | None:
+        version: str | None = request.path_params.get("version")
+        if version is not None and version not in self.table.live:
+            raise NotFound(f"version {version!r} of model {self.model!r} is not live")
+        return version
+
+    # -- metadata and health --------------------------------------------------------------------
+
+    async def _server_metadata(self, request: Request) -> Response:
+        return JSONResponse(
+            {"name": "rayrollout", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+    async def _live(self, request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def _server_ready(self, request: Request) -> Response:
+        return await self._ready_response(None)
+
+    async def _ready(self, request: Request) -> Response:
+        self._model(request)
+        return await self._ready_response(self._live_version(request))
+
+    def _models(self) -> dict[str, Any]:
+        t = self.table
+        versions = [{"name": v, "weight": w, "shadow": False} for v, w in t.percent().items()]
+        if t.shadow and t.shadow not in t.weights:
+            versions.append({"name": t.shadow, "weight": 0.0, "shadow": True})
+        for v in versions:
+            v["shadow"] = v["name"] == t.shadow
+            v["shadow_fraction"] = t.shadow_fraction if v["shadow"] else 0.0
+        return {"models": [{"name": t.model, "epoch": t.epoch, "versions": versions}]}
+
+    async def _list_models(self, request: Request) -> Response:
+        return JSONResponse(self._models())
+
+    async def _model_info(self, request: Request) -> Response:
+        self._model(request)
+        return JSONResponse(self._models()["models"][0])
+
+    async def _metadata(self, request: Request) -> Response:
+        self._model(request)
+        version = self._live_version(request)
+        t = self.table
+        live = [v for v, w in t.weights.items() if w > 0] + (
+            [t.shadow] if t.shadow and t.weights.get(t.shadow, 0) == 0 else []
+        )
+        target = version or max(t.weights, key=lambda v: t.weights[v])
+        sig = await self._signature(target)
+        doc = protocol.model_metadata(self.model, [version] if version else live, sig)
+        return JSONResponse(doc)
+
+    async def _ready_response(self, version: str | None) -> Response:
+        t = self.table
+        wanted = [version] if version else [v for v, w in t.weights.items() if w > 0]
+        try:  # a version is ready once it has described its inputs; wait briefly for that
+            await asyncio.wait_for(
+                asyncio.gather(*(self._signature(v) for v in wanted)), READY_PROBE_TIMEOUT_S
+            )
+            ready = True
+        except (TimeoutError, RolloutError):
+            ready = False
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    async def _infer_v2(self, request: Request) -> Response:
+        self._model(request)
+        return await self._infer(request, request.path_params.get("version"), v2=True)
+
+    async def _predict_v1(self, request: Request) -> Response:
+        self._model(request)
+        return await self._infer(request, None, v2=False)
+
+    async def _infer(self, request: Request, pin: str | None, v2: bool) -> Response:
+        arrived = time.time()
+        table = self.table  # read once: this request lives under this table
+        body = await self._body(request)
+        headers, cfg = request.headers, self.cfg
+        choice = table.choose(self._rng.random(), key=headers.get(cfg.sticky_header),
+                              pin=pin or headers.get(cfg.pin_header))
+        version = choice.version
+        try:
+            sig = await self._signature(version)
+            arrays, req_doc = self._decode(body, headers, sig, v2)
+        except RequestError as e:
+            self.recorder.reject(version)
+            return self._error(e, version, table.epoch)
+        outputs, outcome, err, latency_ms = await self._call(version, arrays)
+        pred, prob = _summary(outputs, sig.task)
+        self.recorder.record(RequestEvent(arrived, version, choice.weight, latency_ms, outcome,
+                                          pred, choice.unit, choice.randomised, table.epoch))
+        if err is not None:
+            return self._error(err, version, table.epoch)
+        assert outputs is not None
+        rid = headers.get("x-request-id", "")[:128] or f"{self._rid_prefix}{next(self._rid)}"
+        self.feedback.served(
+            rid, arrived, version, choice.weight, pred, prob, table.epoch, choice.randomised
+        )
+        if table.shadow and version != table.shadow and table.wants_shadow(self._rng.random()):
+            self.shadow.mirror(table, sig.task, arrays, outputs, version)
+        return self._answer(table, version, rid, outputs, req_doc, v2)
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, refused with 413 over ``max_body_bytes`` (by its declared length first)."""
+        limit = self.cfg.max_body_bytes
+        clen = request.headers.get("content-length")
+        if clen is not None and clen.isdigit() and int(clen) > limit:
+            raise PayloadTooLarge(f"body of {clen} bytes is over the limit of {limit}")
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {limit}")
+        return body
+
+    def _decode(self, body: bytes, headers: Any, sig: ModelSignature, v2: bool
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The request's arrays, validated against the version's signature (``RequestError``
+        names the problem) and small enough for the hop to the version."""
+        rows = self.cfg.max_batch_rows
+        if v2:
+            arrays, req_doc = protocol.decode_v2(body, headers, sig, rows)
+        else:
+            arrays, req_doc = protocol.decode_v1(body, sig, rows), {}
+        protocol.check_transport_size(arrays, self._transport_limit)
+        return arrays, req_doc
+
+    async def _call(self, version: str, arrays: dict[str, np.ndarray]
+                    ) -> tuple[dict[str, np.ndarray] | None, Outcome, ModelError | None, float]:
+        """Call the version: (outputs, outcome, the error to answer, latency in ms). A timeout
+        or any failure of the version is a ``ModelError`` counted against it."""
+        timeout = self.cfg.request_timeout_s
+        t0 = time.perf_counter()
+        try:
+            outputs = await asyncio.wait_for(self.versions.predict(version, arrays), timeout)
+            return outputs, Outcome.OK, None, (time.perf_counter() - t0) * 1000.0
+        except TimeoutError:
+            err: ModelError = ModelTimeout(
+                f"version {version!r} did not answer within {timeout:g} s")
+            outcome = Outcome.TIMEOUT
+        except Exception as e:  # the model (or its replica) failed: a failure of this version
+            err = ModelError(f"version {version!r} failed: {short_error(e)}")
+            outcome = Outcome.ERROR
+        return None, outcome, err, (time.perf_counter() - t0) * 1000.0
+
+    def _answer(self, table: RoutingTable, version: str, rid: str,
+                outputs: dict[str, np.ndarray], req_doc: dict[str, Any], v2: bool) -> Response:
+        flags = table.flags.get(version, {})
+        hdrs = {
+            "x-model-version": version,
+            "x-routing-epoch": str(table.epoch),
+            "x-rollout-request-id": rid,
+        }
+        try:
+            if v2:
+                content, extra = protocol.encode_v2(self.model, version, outputs, req_doc, flags)
+                hdrs.update(extra)
+                return Response(content, headers=hdrs, media_type=extra["content-type"])
+            content = protocol.encode_v1(self.model, version, outputs, flags)
+        except RequestError as e:
+            return self._error(e, version, table.epoch)
+        return Response(content, headers=hdrs, media_type="application/json")
+
+    async def _feedback(self, request: Request) -> Response:
+        """Labels for served requests: ``{"request_id": ..., "label": ...}`` or a list of them
+        under ``"feedback"``. Matched labels become labelled events for the accuracy judges."""
+        self._model(request)
+        body = await request.body()
+        if len(body) > self.cfg.max_body_bytes:
+            raise PayloadTooLarge(f"body of {len(body)} bytes is over {self.cfg.max_body_bytes}")
+        items = parse_feedback(body)
+        unknown = []
+        for rid, label in items:
+            ev = self.feedback.label(rid, label)
+            self.recorder.record_label(ev)
+            if ev is None:
+                unknown.append(rid)
+        return json_response({"matched": len(items) - len(unknown), "unknown": unknown[:100]})
+
+    def _error(self, e: RolloutError, version: str, epoch: int) -> Response:
+        return error_response(e, {"x-model-version": version, "x-routing-epoch": str(epoch)})
+
+
+def _summary(outputs: dict[str, np.ndarray] | None, task: str) -> tuple[float, float]:
+    """The first row's prediction and its probability (NaN when there is none), for the
+    judges' drift and accuracy checks."""
+    pred = prob = math.nan
+    if outputs is None:
+        return pred, prob
+    try:
+        pred = float(summarize_prediction(outputs, task)[0])
+        probs = outputs.get("probabilities")
+        if probs is not None and pred == pred:
+            prob = float(probs[0][int(pred)])
+    except (ValueError, IndexError, TypeError):
+        pred = math.nan
+    return pred, prob

@@ -1,0 +1,34 @@
+"""Names both planes agree on: Serve application and deployment names, the controller actor's
+name and namespace, and where a rollout's state lives by default.
+
+This module imports nothing from the package, so the data plane, the control plane and the shell
+can all use it without importing one another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NAMESPACE = "rayrollout"  # the Ray namespace of every controller actor
+ROUTER_DEPLOYMENT = "Router"  # the ingress deployment of a router application
+VERSION_DEPLOYMENT = "ModelVersion"  # the deployment of a version application
+
+
+def version_app_name(model: str, version: str) -> str:
+    """Serve application name of one model version (deployed with no route prefix)."""
+    return f"{model}-{version}"
+
+
+def router_app_name(model: str) -> str:
+    """Serve application name of a model's router (the HTTP ingress)."""
+    return f"rayrollout-{model}"
+
+
+def controller_name(model: str) -> str:
+    """Name of the controller actor of ``model`` in ``NAMESPACE``."""
+    return f"rayrollout-controller-{model}"
+
+
+def default_store_path(model: str) -> str:
+    """The SQLite store of ``model`` when a spec names none."""
+    return str(Path.home() / ".rayrollout" / f"{model}.db")

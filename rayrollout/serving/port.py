@@ -1,0 +1,146 @@
+"""``RayServePort``: the control plane's port (``rayrollout.controller.port.ServePort``) on a real
+Ray Serve, and ``RayControllerHandle``, a controller actor seen through ``ControllerHandle``.
+
+All Ray calls of the control plane are made here: deploying and deleting applications, reading
+their status, broadcasting to every router replica, finding or creating the controller actor.
+Ray's errors are translated at this boundary: a controller's own exception comes back as itself,
+an actor that died as ``UnavailableError``, a missing actor as ``NotFound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from rayrollout.controller.port import AppStatus, as_caller_error
+from rayrollout.errors import NotFound, UnavailableError
+from rayrollout.names import (
+    NAMESPACE,
+    ROUTER_DEPLOYMENT,
+    controller_name,
+    default_store_path,
+    router_app_name,
+)
+from rayrollout.serving.actor import ControllerActor
+from rayrollout.serving.ingress import router_app
+from rayrollout.serving.version import version_app
+from rayrollout.spec import RouterConfig, VersionConfig
+
+BROADCAST_TIMEOUT_S = 10.0
+
+
+def _status_name(app: Any) -> str:
+    return str(getattr(app.status, "value", app.status))
+
+
+class RayServePort:
+    """The ``ServePort`` of a Ray cluster (the driver, a router replica or the controller)."""
+
+    def __init__(self, broadcast_timeout_s: float = BROADCAST_TIMEOUT_S) -> None:
+        self.timeout_s = broadcast_timeout_s
+        self._routers: dict[str, Any] = {}
+
+    # -- applications ---------------------------------------------------------------------------
+
+    def deploy_version(self, config: VersionConfig) -> None:
+        target = serve.RunTarget(version_app(config), name=config.app_name, route_prefix=None)
+        serve.run_many([target], wait_for_ingress_deployment_creation=False,
+                       wait_for_applications_running=False)
+
+    def deploy_router(self, config: RouterConfig, route_prefix: str) -> None:
+        serve.run(router_app(config, RayServePort), name=config.app_name,
+                  route_prefix=route_prefix)
+
+    def delete_app(self, name: str) -> None:
+        serve.delete(name, _blocking=False)
+
+    def applications(self) -> Mapping[str, AppStatus]:
+        return {name: AppStatus(_status_name(st), st.message or "")
+                for name, st in serve.status().applications.items()}
+
+    # -- router replicas ------------------------------------------------------------------------
+
+    def _router(self, model: str) -> Any:
+        h = self._routers.get(model)
+        if h is None:
+            h = serve.get_deployment_handle(ROUTER_DEPLOYMENT, router_app_name(model))
+            self._routers[model] = h
+        return h
+
+    def _broadcast(self, model: str, method: str, *args: Any) -> list[Any]:
+        try:
+            return list(self._router(model).broadcast(method, *args)
+                        .results(timeout_s=self.timeout_s))
+        except Exception as e:  # no router app yet, a replica restarting, a timeout
+            raise UnavailableError(
+                f"the routers of {model!r} did not answer {method}: {type(e).__name__}: {e}"
+            ) from e
+
+    def push_table(self, model: str, table: Mapping[str, Any]) -> list[int]:
+        return [int(e) for e in self._broadcast(model, "set_routes", dict(table))]
+
+    def collect(self, model: str) -> list[dict[str, Any]]:
+        return self._broadcast(model, "collect")
+
+    def router_tables(self, model: str) -> list[dict[str, Any]]:
+        return self._broadcast(model, "get_routes")
+
+    # -- the controller actor -------------------------------------------------------------------
+
+    def controller(
+        self, model: str, store_path: str | None = None, create: bool = True
+    ) -> RayControllerHandle:
+        if not create:
+            try:
+                actor = ray.get_actor(controller_name(model), namespace=NAMESPACE)
+            except ValueError:
+                raise NotFound(f"no rollout controller for model {model!r}: start a rollout "
+                               "first") from None
+            return RayControllerHandle(model, actor)
+        created: Any = ray.remote(ControllerActor).options(
+            name=controller_name(model),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=0,  # a verb is never silently re-run after a crash
+            max_concurrency=8,
+            num_cpus=0,
+        ).remote(model, store_path or default_store_path(model), RayServePort)
+        return RayControllerHandle(model, created)
+
+
+class RayControllerHandle:
+    """A controller actor behind ``ControllerHandle``: ``call`` from plain code, ``acall`` from
+    an event loop (a router replica)."""
+
+    def __init__(self, model: str, actor: Any, timeout_s: float | None = None) -> None:
+        self.model = model
+        self.actor = actor
+        self.timeout_s = timeout_s
+
+    def _translate(self, e: Exception) -> BaseException:
+        if isinstance(e, RayTaskError):
+            # ``e.cause`` rather than ``as_instanceof_cause()``: the latter's message is the
+            # remote traceback, and pydantic's ValidationError cannot be subclassed by Ray.
+            return as_caller_error(e.cause if e.cause is not None else e)
+        if isinstance(e, RayActorError | GetTimeoutError):
+            return UnavailableError(
+                f"the rollout controller of {self.model!r} is unavailable: {type(e).__name__}")
+        return e
+
+    def call(self, method: str, *args: Any) -> Any:
+        try:
+            return ray.get(getattr(self.actor, method).remote(*args), timeout=self.timeout_s)
+        except Exception as e:
+            raise self._translate(e) from None
+
+    async def acall(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.actor, method).remote(*args)
+        except Exception as e:
+            raise self._translate(e) from None

@@ -1,0 +1,259 @@
+"""The router in-process: its Starlette routes over real ONNX models run by ``LocalVersions``,
+its controller reached through the in-memory ``FakeServePort``. No Ray; real HTTP semantics
+(status codes, headers, bodies) through Starlette's test client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rayrollout.controller.fake import FakeServePort
+from rayrollout.dataplane.aggregates import Collected
+from rayrollout.ingress.platform import RouterPlatform
+from rayrollout.ingress.router import Router
+from rayrollout.ingress.versions import LocalVersions
+from rayrollout.runtime import load_runtime
+from rayrollout.runtime.fake import FailingRuntime, FakeRuntime, classifier_signature
+from tests.asgi import AsgiClient
+from tests.conftest import ARTIFACTS, ROOT
+
+MODEL = "digits"
+
+
+@pytest.fixture(scope="module")
+def runtimes() -> dict[str, Any]:
+    return {v: load_runtime("onnx", ARTIFACTS / f"{v}.onnx") for v in ("v1", "v2")}
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    return np.load(ROOT / "models" / "heldout.npz")["X"].astype(np.float32)[:64]
+
+
+def make(runtimes: dict[str, Any], port: FakeServePort | None = None, **cfg: Any
+         ) -> tuple[Router, LocalVersions]:
+    versions = LocalVersions(runtimes)
+    config = {"model": MODEL, "weights": {"v1": 100.0}, "seed": 7, **cfg}
+    router = Router(config, RouterPlatform(versions, port=port, replica="r1",
+                                           background=lambda fn: fn()))
+    return router, versions
+
+
+@pytest.fixture
+def client(runtimes: dict[str, Any]) -> Iterator[tuple[AsgiClient, Router, LocalVersions]]:
+    router, versions = make(runtimes, weights={"v1": 70.0, "v2": 30.0})
+    with AsgiClient(router.http) as c:
+        yield c, router, versions
+
+
+def oip(x: np.ndarray) -> dict[str, Any]:
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                        "data": x.reshape(-1).tolist()}]}
+
+
+def collected(router: Router, c: AsgiClient) -> Collected:
+    return Collected.from_dict(c.run(router.collect()))
+
+
+def test_inference_routes_split_pin_and_report_the_version(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    seen = set()
+    for i in range(40):
+        r = c.post(f"/v2/models/{MODEL}/infer", json=oip(rows[i : i + 1]))
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == r.headers["x-model-version"]
+        assert r.headers["x-routing-epoch"] == "0" and r.headers["x-rollout-request-id"]
+        seen.add(r.headers["x-model-version"])
+    assert seen == {"v1", "v2"}
+    r = c.post(f"/v2/models/{MODEL}/versions/v2/infer", json=oip(rows[:3]))
+    assert r.status_code == 200 and r.headers["x-model-version"] == "v2"
+    r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:2].tolist()},
+               headers={"x-rollout-version": "v1"})
+    assert r.status_code == 200 and r.json()["model_version"] == "v1"
+    assert len(r.json()["predictions"]) == 2
+    stats = collected(router, c).stats
+    assert stats["v1"].ok + stats["v2"].ok == 42 and not stats["v1"].errors
+
+
+def test_wrong_method_is_405_with_allow_and_unknown_routes_404_as_json(
+    client: tuple[AsgiClient, Router, LocalVersions],
+) -> None:
+    c, router, _ = client
+    r = c.get(f"/v2/models/{MODEL}/infer")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["code"] == "method_not_allowed" and "use POST" in r.json()["error"]
+    r = c.post("/v1/models")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    r = c.get("/nothing/here")
+    assert r.status_code == 404 and r.json() == {"error": "no route for GET /nothing/here",
+                                                 "code": "not_found"}
+    r = c.post("/v2/models/other/infer", json={})
+    assert r.status_code == 404 and "unknown model 'other'" in r.json()["error"]
+    r = c.get(f"/v2/models/{MODEL}/versions/v9")
+    assert r.status_code == 404 and "'v9'" in r.json()["error"]
+    assert collected(router, c).stats[""].rejected == 5  # all counted as rejected
+
+
+def test_a_trailing_slash_is_the_same_route(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, _, _ = client
+    assert c.get("/v2/").json()["name"] == "rayrollout"
+    r = c.post(f"/v1/models/{MODEL}/predict/", json={"instances": rows[:1].tolist()})
+    assert r.status_code == 200
+
+
+def test_the_route_prefix_is_stripped(runtimes: dict[str, Any], rows: np.ndarray) -> None:
+    router, _ = make(runtimes)
+    with AsgiClient(router.http, root_path="/prefix") as c:  # paths include the prefix
+        r = c.post(f"/v2/models/{MODEL}/infer", json=oip(rows[:1]))
+        assert r.status_code == 200, r.text
+        assert c.get("/v2/health/live").json() == {"live": True}
+
+
+def test_bad_input_is_4xx_counted_as_rejected_never_an_error(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, versions = client
+    calls = dict(versions.calls)
+    bad = [
+        oip(rows[:1, :63]),  # wrong shape
+        {"inputs": [{"name": "nope", "shape": [1, 64], "datatype": "FP32",
+                     "data": rows[0].tolist()}]},
+        {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
+                     "data": [float("nan")] * 64}]},
+    ]
+    for body in bad:
+        r = c.post(f"/v2/models/{MODEL}/infer", content=json.dumps(body))
+        assert r.status_code == 400, r.text
+        assert r.headers["x-model-version"] in ("v1", "v2")
+    r = c.post(f"/v2/models/{MODEL}/infer", content=b"{not json")
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
+    r = c.post(f"/v1/models/{MODEL}/predict", content=b"x" * 2_000_000)
+    assert r.status_code == 413
+    stats = collected(router, c).stats
+    assert sum(s.rejected for s in stats.values()) == 5
+    assert sum(s.errors + s.ok for s in stats.values()) == 0
+    assert versions.calls == calls  # no model saw any of it
+
+
+def test_a_failing_model_is_a_500_counted_against_its_version(rows: np.ndarray) -> None:
+    sig = classifier_signature(64, 10)
+    router, _ = make({"v1": FakeRuntime(sig), "v2": FailingRuntime(sig)},
+                     weights={"v1": 0.0, "v2": 100.0})
+    with AsgiClient(router.http) as c:
+        r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+        assert r.status_code == 500 and r.json()["code"] == "model_error"
+        assert "failed on purpose" in r.json()["error"]
+        r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()},
+                   headers={"x-rollout-version": "v1"})
+        assert r.status_code == 200
+        stats = collected(router, c).stats
+    assert (stats["v2"].errors, stats["v1"].ok) == (1, 1)
+
+
+def test_a_slow_version_times_out_with_504(runtimes: dict[str, Any], rows: np.ndarray) -> None:
+    router, versions = make(runtimes, request_timeout_s=0.05)
+    versions.delay_s["v1"] = 1.0
+    with AsgiClient(router.http) as c:
+        r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+        assert r.status_code == 504 and r.json()["code"] == "model_timeout"
+        assert collected(router, c).stats["v1"].timeouts == 1
+
+
+def test_the_shadow_sees_mirrored_requests_and_is_compared(
+    runtimes: dict[str, Any], rows: np.ndarray
+) -> None:
+    router, versions = make(runtimes, shadow={"version": "v2", "fraction": 1.0})
+    with AsgiClient(router.http) as c:
+        for i in range(10):
+            r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[i:i + 1].tolist()})
+            assert r.headers["x-model-version"] == "v1"
+        c.run(asyncio.sleep(0.2))  # the mirrored calls finish after their responses
+        got = collected(router, c)
+    assert versions.calls["v2"] == 10 and len(got.shadow) == 10
+    assert all(e.shadow_ok for e in got.shadow)
+
+
+def test_tables_switch_by_epoch_and_feedback_joins_labels(
+    runtimes: dict[str, Any], rows: np.ndarray
+) -> None:
+    router, _ = make(runtimes)
+    table = router.table.to_dict()
+    newer = {**table, "epoch": 5, "weights": {"v1": 0.0, "v2": 1.0}}
+    assert asyncio.run(router.set_routes(newer)) == 5
+    assert asyncio.run(router.set_routes({**table, "epoch": 3})) == 5  # an older table: ignored
+    with pytest.raises(Exception, match="pushed to router"):
+        asyncio.run(router.set_routes({**newer, "model": "other", "epoch": 9}))
+    with AsgiClient(router.http) as c:
+        r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+        assert (r.headers["x-model-version"], r.headers["x-routing-epoch"]) == ("v2", "5")
+        rid = r.headers["x-rollout-request-id"]
+        r = c.post(f"/v1/models/{MODEL}/feedback",
+                   json={"feedback": [{"request_id": rid, "label": 3},
+                                      {"request_id": "nope", "label": 1}]})
+        assert r.json() == {"matched": 1, "unknown": ["nope"]}
+        assert len(collected(router, c).labelled) == 1
+
+
+def test_a_restarted_replica_adopts_the_controllers_table(runtimes: dict[str, Any]) -> None:
+    from rayrollout.controller.fake import FakeServePort
+    from tests.unit.controller.test_controller import Clock
+
+    port = FakeServePort(Clock())
+    port.deploy_router(__import__("rayrollout").RouterConfig.model_validate(
+        {"model": MODEL, "weights": {"v1": 100.0}}))
+    spec = {"model": MODEL,
+            "stable": {"name": "v1", "runtime": "onnx", "artifact": str(ARTIFACTS / "v1.onnx")},
+            "candidates": [{"name": "v2", "runtime": "onnx",
+                            "artifact": str(ARTIFACTS / "v2.onnx")}],
+            "strategy": {"steps": [{"weight": 25}]}}
+    port.controller(MODEL).call("start", spec, "test")
+    c = port.controllers[MODEL]
+    c.step()
+    c.step()
+    assert c.status()["weights"] == {"v1": 75.0, "v2": 25.0}
+    router, _ = make(runtimes, port=port)  # its config says v1 100%; the controller knows better
+    assert router.table.percent() == {"v1": 75.0, "v2": 25.0}
+    assert router.table.epoch == c.status()["epoch"]
+
+
+class CancelledOnce(LocalVersions):
+    """The first description of a version is cancelled under it, as Serve cancels the child
+    calls of a request whose client went away."""
+
+    def __init__(self, runtimes: dict[str, Any]) -> None:
+        super().__init__(runtimes)
+        self.described = 0
+
+    async def signature(self, version: str) -> dict[str, Any]:
+        self.described += 1
+        if self.described == 1:
+            raise asyncio.CancelledError
+        return await super().signature(version)
+
+
+def test_a_cancelled_description_is_retried_not_kept(
+    runtimes: dict[str, Any], rows: np.ndarray
+) -> None:
+    """Regression: a signature fetch cancelled once used to make every later request to that
+    version fail (the cached task re-raised CancelledError: 499 in Serve's proxy, 500 to the
+    client) until the replica restarted."""
+    versions = CancelledOnce(runtimes)
+    router = Router({"model": MODEL, "weights": {"v1": 100.0}},
+                    RouterPlatform(versions, replica="r1"))
+    with AsgiClient(router.http) as c:
+        body = {"instances": rows[:1].tolist()}
+        r = c.post(f"/v1/models/{MODEL}/predict", json=body)
+        assert r.status_code == 503 and r.json()["code"] == "unavailable"
+        for _ in range(3):
+            r = c.post(f"/v1/models/{MODEL}/predict", json=body)
+            assert r.status_code == 200, r.text
+    assert versions.described == 2
