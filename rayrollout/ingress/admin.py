@@ -38,8 +38,6 @@ from importlib.resources import files
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -47,13 +45,7 @@ from starlette.routing import BaseRoute, Route
 from rayrollout.controller.phases import VERBS
 from rayrollout.controller.port import ControllerHandle, ServePort
 from rayrollout.errors import BadRequest, NotFound, Unauthorized, UnavailableError
-from rayrollout.ingress.http import (
-    NO_STORE,
-    CatchAll,
-    TrailingSlash,
-    exception_handlers,
-    json_response,
-)
+from rayrollout.ingress.http import NO_STORE, JsonApp, json_response
 from rayrollout.spec import RolloutSpec, RouterConfig, format_validation_error
 
 log = logging.getLogger("rayrollout.admin")
@@ -105,11 +97,7 @@ class AdminAPI:
         # Only digests are kept; an empty token could never be sent, so it is not a token.
         self._tokens = [(name, _digest(t)) for name, t in tokens.items() if t]
         self._controller: ControllerHandle | None = None
-        self.http = Starlette(
-            routes=self.routes(),
-            exception_handlers=exception_handlers(headers=NO_STORE),
-            middleware=[Middleware(CatchAll, headers=NO_STORE), Middleware(TrailingSlash)],
-        )
+        self.http = JsonApp(self.routes(), headers=NO_STORE)
 
     def routes(self) -> list[BaseRoute]:
         get, post = ["GET"], ["POST"]

@@ -1,25 +1,18 @@
-"""What the router and the admin API share over HTTP: strict JSON responses and the exception
-handlers that answer every error from the package's one exception tree.
-
-* A ``RolloutError`` is answered with ``http_status(exc)`` and ``{"error", "code"}``, with the
-  headers the status needs (``Allow`` on a 405, a Bearer challenge on a 401).
-* Starlette's own routing errors become ours first: no route is ``NotFound`` (404), a route
-  that exists for other methods is ``MethodNotAllowed`` (405, ``Allow`` listing them).
-* Anything else is a bug or broken infrastructure: logged with its traceback and answered 500
-  ``internal_error`` by ``CatchAll``; it never escapes to the server and never kills a replica.
-"""
+"""What the router and the admin API share over HTTP: ``JsonApp`` (Starlette routes whose every
+error is answered as JSON from the package's one exception tree) and strict JSON responses."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import BaseRoute, Router
+from starlette.types import Message, Receive, Scope, Send
 
 from rayrollout.errors import (
     MethodNotAllowed,
@@ -35,7 +28,6 @@ log = logging.getLogger("rayrollout.http")
 NO_STORE = {"cache-control": "no-store"}
 
 OnError = Callable[[Request, RolloutError], None]
-Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def json_response(content: Any, status: int = 200,
@@ -68,51 +60,35 @@ def as_rollout_error(request: Request, exc: HTTPException) -> RolloutError:
     return err
 
 
-def exception_handlers(
-    on_error: OnError | None = None, headers: Mapping[str, str] | None = None
-) -> dict[Any, Handler]:
-    """Starlette ``exception_handlers`` mapping our tree (and Starlette's routing errors) to
-    responses; ``on_error`` sees every error first (the router counts 4xx as rejected)."""
+class JsonApp:
+    """An ASGI application of Starlette routes (``Route``, ``Mount``) in which every error is
+    answered as JSON from the one exception tree.
 
-    async def ours(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RolloutError)
-        if on_error is not None:
-            on_error(request, exc)
-        return error_response(exc, headers)
+    * ``/a/b/`` is served as ``/a/b`` (one route per resource, no redirect to follow);
+    * a ``RolloutError`` gets ``http_status(exc)``, ``{"error", "code"}`` and the headers the
+      status needs; ``on_error`` sees it first (the router counts 4xx as rejected);
+    * Starlette's routing outcomes become ours: no route is ``NotFound`` (404), a route that
+      exists for other methods ``MethodNotAllowed`` (405, ``Allow`` from the route);
+    * anything else is logged with its traceback and answered 500 ``internal_error`` (if no
+      response has started); it never escapes to the server.
 
-    async def starlette_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return await ours(request, as_rollout_error(request, exc))
+    One thin layer over ``starlette.routing.Router`` rather than the ``Starlette`` application
+    class with its three middleware layers: this runs on every inference request."""
 
-    return {RolloutError: ours, HTTPException: starlette_error}
-
-
-class TrailingSlash:
-    """ASGI middleware: ``/a/b/`` is served as ``/a/b`` (one route per resource, no redirect a
-    client would have to follow)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
-            scope = {**scope, "path": path.rstrip("/") or "/"}
-        await self.app(scope, receive, send)
-
-
-class CatchAll:
-    """ASGI middleware: an exception no handler took is logged and answered 500 JSON (if no
-    response has started), and does not propagate to the server."""
-
-    def __init__(self, app: ASGIApp, headers: Mapping[str, str] | None = None) -> None:
-        self.app = app
+    def __init__(self, routes: list[BaseRoute], on_error: OnError | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.router = Router(routes=routes, redirect_slashes=False)
+        self.on_error = on_error
         self.headers = dict(headers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http":  # lifespan
+            await self.router(scope, receive, send)
             return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        scope["app"] = self  # Starlette's routes then raise HTTPException for 404 and 405
         started = False
 
         async def watch(message: Message) -> None:
@@ -122,14 +98,25 @@ class CatchAll:
             await send(message)
 
         try:
-            await self.app(scope, receive, watch)
+            await self.router(scope, receive, watch)
         except Exception as e:
-            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if started:
+                log.exception("%s %s failed after its response started", scope.get("method"),
+                              path)
                 return
-            body = {"error": f"internal error: {type(e).__name__}: {e}"[:500],
-                    "code": "internal_error"}
-            await JSONResponse(body, status_code=500, headers=self.headers)(scope, receive, send)
+            await self._answer(Request(scope), e)(scope, receive, send)
+
+    def _answer(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            exc = as_rollout_error(request, exc)
+        if isinstance(exc, RolloutError):
+            if self.on_error is not None:
+                self.on_error(request, exc)
+            return error_response(exc, self.headers)
+        log.exception("%s %s failed", request.method, request.url.path)
+        body = {"error": f"internal error: {type(exc).__name__}: {exc}"[:500],
+                "code": "internal_error"}
+        return JSONResponse(body, status_code=500, headers=self.headers)
 
 
 def short_error(e: BaseException) -> str:

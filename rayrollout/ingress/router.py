@@ -27,8 +27,6 @@ import time
 from typing import Any
 
 import numpy as np
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -49,14 +47,7 @@ from rayrollout.errors import (
     UnavailableError,
 )
 from rayrollout.ingress.admin import AdminAPI
-from rayrollout.ingress.http import (
-    CatchAll,
-    TrailingSlash,
-    error_response,
-    exception_handlers,
-    json_response,
-    short_error,
-)
+from rayrollout.ingress.http import JsonApp, error_response, json_response, short_error
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
 from rayrollout.runtime import ModelSignature, summarize_prediction
@@ -91,11 +82,7 @@ class Router:
                           if make_exporter is not None else None)
         self._transport_limit = platform.transport_limit
         self.admin = AdminAPI(self.cfg, platform.port, environ)
-        self.http = Starlette(
-            routes=self.routes(),
-            exception_handlers=exception_handlers(on_error=self._count_rejected),
-            middleware=[Middleware(CatchAll), Middleware(TrailingSlash)],
-        )
+        self.http = JsonApp(self.routes(), on_error=self._count_rejected)
         background = platform.background or run_in_thread
         if platform.port is not None:
             if self.cfg.rollout is not None:  # serve run of a rollout config: start it
@@ -106,20 +93,20 @@ class Router:
     def routes(self) -> list[BaseRoute]:
         """Every route of the ingress; ``Allow`` on a 405 comes from these declarations."""
         get, post = ["GET"], ["POST"]
-        return [
+        return [  # inference first: routes are matched in this order
+            Route("/v2/models/{model}/infer", self._infer_v2, methods=post),
+            Route("/v1/models/{model}/predict", self._predict_v1, methods=post),
+            Route("/v2/models/{model}/versions/{version}/infer", self._infer_v2, methods=post),
+            Route("/v1/models/{model}/feedback", self._feedback, methods=post),
             Route("/v2", self._server_metadata, methods=get),
             Route("/v2/health/live", self._live, methods=get),
             Route("/v2/health/ready", self._server_ready, methods=get),
             Route("/v2/models/{model}", self._metadata, methods=get),
             Route("/v2/models/{model}/ready", self._ready, methods=get),
-            Route("/v2/models/{model}/infer", self._infer_v2, methods=post),
             Route("/v2/models/{model}/versions/{version}", self._metadata, methods=get),
             Route("/v2/models/{model}/versions/{version}/ready", self._ready, methods=get),
-            Route("/v2/models/{model}/versions/{version}/infer", self._infer_v2, methods=post),
             Route("/v1/models", self._list_models, methods=get),
             Route("/v1/models/{model}", self._model_info, methods=get),
-            Route("/v1/models/{model}/predict", self._predict_v1, methods=post),
-            Route("/v1/models/{model}/feedback", self._feedback, methods=post),
             Route("/rollout", self.admin.page, methods=get),
             Mount("/rollout", app=self.admin.http),
         ]
