@@ -61,10 +61,23 @@ def git_rev() -> str | None:
         return None
 
 
+def relativize(obj: Any, root: Path = ROOT) -> Any:
+    """``obj`` with every string that is a path inside ``root`` made relative to it: a result
+    names files of the repository, never of the machine it ran on."""
+    prefix = f"{root}/"
+    if isinstance(obj, str):
+        return obj[len(prefix):] if obj.startswith(prefix) else obj
+    if isinstance(obj, dict):
+        return {k: relativize(v, root) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [relativize(v, root) for v in obj]
+    return obj
+
+
 def write_result(name: str, doc: dict[str, Any], out: Path | None = None) -> Path:
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(relativize(doc), indent=2, sort_keys=False) + "\n")
     return path
 
 

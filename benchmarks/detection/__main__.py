@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._common.output import relativize
 from benchmarks.detection.cpu import measure_cpu
 from benchmarks.detection.methods import DEFAULT_METHODS
 from benchmarks.detection.report import write_markdown
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w") as fh:
-            json.dump({"meta": meta, "results": lines}, fh, indent=1)
+            json.dump(relativize({"meta": meta, "results": lines}), fh, indent=1)
     if md:
         write_markdown(md, lines, meta)
     print(f"# {len(results)} run-method results in {wall:.0f} s", file=sys.stderr)
