@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results, cpu = run_scenarios(scenarios, a.seeds, a.suite_seed, methods, a.workers)
     wall = time.perf_counter() - t0
-    lines = summarise_all(scenarios, results, a.suite_seed, methods)
+    lines = relativize(summarise_all(scenarios, results, a.suite_seed, methods))
     for line in lines:
         print(json.dumps(line))
     out = a.out or (str(RESULTS / "detection.json") if a.matrix else None)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w") as fh:
-            json.dump(relativize({"meta": meta, "results": lines}), fh, indent=1)
+            json.dump({"meta": meta, "results": lines}, fh, indent=1)
     if md:
         write_markdown(md, lines, meta)
     print(f"# {len(results)} run-method results in {wall:.0f} s", file=sys.stderr)
