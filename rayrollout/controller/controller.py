@@ -35,7 +35,7 @@ from typing import Any
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
 from rayrollout.controller.phases import ACTIVE, FINAL, Phase
-from rayrollout.controller.port import DELETING, DEPLOY_FAILED, RUNNING, ServePort
+from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, ServePort
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import Store
 from rayrollout.dataplane.aggregates import Collected
@@ -258,10 +258,8 @@ class RolloutController:
                 del self._retiring[version]
 
     def _deploy(self, spec: RolloutSpec, version: str) -> None:
-        self._retiring.pop(version, None)
-        st = self.port.applications().get(version_app_name(self.model, version))
-        if st is not None and st.status not in (DEPLOY_FAILED, DELETING):
-            return  # already there (or on its way): deploying again would restart it
+        self._retiring.pop(version, None)  # needed again: not to be deleted
+        # The port deploys only what is not there (or failed): a running app is not restarted.
         self.port.deploy_version(spec.version(version).for_model(self.model).resolved())
 
     def _deploy_status(self, core: ControllerCore) -> tuple[frozenset[str], dict[str, str]]:

@@ -34,6 +34,7 @@ from rayrollout.controller.port import (
     AppStatus,
     ControllerHandle,
     as_caller_error,
+    needs_deploy,
 )
 from rayrollout.controller.store import Store
 from rayrollout.dataplane.aggregates import Recorder
@@ -109,8 +110,7 @@ class FakeServePort:
 
     def deploy_version(self, config: VersionConfig) -> None:
         name = version_app_name(config.model, config.name)
-        cur = self.apps.get(name)
-        if cur is not None and cur.status in (RUNNING, DEPLOYING):
+        if not needs_deploy(self.applications().get(name)):
             return
         if name in self.failing:
             self.apps[name] = FakeApp(DEPLOY_FAILED, config, self.failing[name], self.clock())
@@ -121,7 +121,7 @@ class FakeServePort:
     def deploy_router(self, config: RouterConfig, route_prefix: str = "/",
                       replicas: int | None = None) -> None:
         name = router_app_name(config.model)
-        if name in self.apps:
+        if not needs_deploy(self.applications().get(name)):
             return
         self.apps[name] = FakeApp(RUNNING, config, "", self.clock())
         n = replicas if replicas is not None else config.deployment.num_replicas

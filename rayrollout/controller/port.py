@@ -7,8 +7,8 @@ tick by tick, with no Ray started).
 
 Guarantees every implementation keeps (the contract tests check both):
 
-* ``deploy_version`` / ``deploy_router`` return without waiting for the app to run; deploying
-  an app that is running or on its way does nothing.
+* ``deploy_version`` returns without waiting for the app to run; deploying an app that is
+  running or on its way does nothing (``needs_deploy`` says when it deploys).
 * ``delete_app`` of an app that is not there does nothing.
 * ``push_table`` reaches every router replica of the model; a replica keeps the table with the
   larger epoch, and the call returns the epoch each replica now has.
@@ -39,6 +39,13 @@ class AppStatus(NamedTuple):
 
     status: str
     message: str = ""
+
+
+def needs_deploy(app: AppStatus | None) -> bool:
+    """Whether deploying an app with this status would start it: it is not there, its deploy
+    failed, or it is being deleted. Anything else (running, on its way, unhealthy and being
+    repaired by Serve) is left alone: deploying again would restart it."""
+    return app is None or app.status in (DEPLOY_FAILED, DELETING)
 
 
 def as_caller_error(exc: BaseException) -> BaseException:

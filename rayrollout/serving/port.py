@@ -16,7 +16,7 @@ import ray
 from ray import serve
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rayrollout.controller.port import AppStatus, as_caller_error
+from rayrollout.controller.port import AppStatus, as_caller_error, needs_deploy
 from rayrollout.errors import NotFound, UnavailableError
 from rayrollout.names import (
     NAMESPACE,
@@ -47,11 +47,15 @@ class RayServePort:
     # -- applications ---------------------------------------------------------------------------
 
     def deploy_version(self, config: VersionConfig) -> None:
+        if not needs_deploy(self.applications().get(config.app_name)):
+            return
         target = serve.RunTarget(version_app(config), name=config.app_name, route_prefix=None)
         serve.run_many([target], wait_for_ingress_deployment_creation=False,
                        wait_for_applications_running=False)
 
     def deploy_router(self, config: RouterConfig, route_prefix: str) -> None:
+        if not needs_deploy(self.applications().get(config.app_name)):
+            return
         serve.run(router_app(config, RayServePort), name=config.app_name,
                   route_prefix=route_prefix)
 
