@@ -187,8 +187,10 @@ class RolloutController:
             self.ticks += 1
             if core is None or core is not self.core:
                 return None
-            # Arrival order across replicas: the sequential judges need it.
-            events = sorted((e for p in parts for e in p.events), key=lambda e: e.t)
+            # Request events reach the judges in arrival order across replicas: the core holds
+            # each until no replica can still report an earlier one (the smallest watermark).
+            events = [e for p in parts for e in p.events]
+            watermark = min(p.watermark for p in parts) if parts else None
             shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
             labelled = sorted((e for p in parts for e in p.labelled), key=lambda e: e.t)
             requests: dict[str, int] = defaultdict(int)
@@ -197,7 +199,7 @@ class RolloutController:
                     requests[v] += st.requests - st.rejected
             ready, failed = status
             actions, decision = core.tick(self.clock(), events, shadow, dict(requests), ready,
-                                          failed, labelled=labelled)
+                                          failed, labelled=labelled, watermark=watermark)
             self._apply(core, actions, decision)
             if parts and min(p.epoch for p in parts) < core.state.epoch:
                 self._push(core)  # a router replica restarted with an older table

@@ -4,6 +4,12 @@
 asks ``decide`` what to do, and persists inputs, state, judges and the decision in one
 transaction *before* returning the actions for the shell to carry out.
 
+Arrival order: routers record a request when it completes, so one tick's events are not the
+requests that arrived in that tick. ``tick(watermark=...)`` gets the smallest watermark of all
+router replicas (no event still to come arrived before it); the core releases to the judges
+only the events below it, sorted by arrival, and holds the rest for a later tick. The held
+events are persisted with the judges, so a restart loses none of them.
+
 ``replay()`` feeds a rollout's recorded tick inputs to fresh judges and ``decide`` and returns
 the decisions; they must equal the recorded log.
 """
@@ -48,6 +54,11 @@ def _nan_to_none(row: Sequence[Any]) -> list[Any]:
     return [None if isinstance(x, float) and math.isnan(x) else x for x in row]
 
 
+def _finite(x: float | None) -> float | None:
+    """A watermark as JSON: None when unknown or infinite (held events are then empty)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _none_to_nan(row: Sequence[Any]) -> list[Any]:
     return [math.nan if x is None else x for x in row]
 
@@ -61,8 +72,11 @@ def encode_inputs(
     failed: dict[str, str],
     command: Command | None,
     labelled: Sequence[LabelledEvent] = (),
+    watermark: float | None = math.inf,
 ) -> dict[str, Any]:
+    wm: dict[str, Any] = {} if watermark == math.inf else {"watermark": watermark}
     return {
+        **wm,
         "labelled": [_nan_to_none(e) for e in labelled],
         "now": now,
         "events": [_nan_to_none(e) for e in events],
@@ -91,6 +105,8 @@ class ControllerCore:
         self.store = store
         self.judges = judges if judges is not None else build_judges(spec)
         self.last_results: dict[str, list[Any]] = {}
+        self.held: list[RequestEvent] = []  # reported, not yet released to the judges
+        self.watermark: float | None = None  # the last routers' watermark (None: none yet)
 
     @classmethod
     def create(
@@ -111,7 +127,14 @@ class ControllerCore:
         spec = RolloutSpec.model_validate(row.spec)
         state = RolloutState.from_dict(row.state)
         judges = _restore(row.judges, spec) if row.judges else None
-        return cls(spec, state, row.id, store, judges)
+        core = cls(spec, state, row.id, store, judges)
+        core._load_held(row.judges or {})
+        return core
+
+    def _load_held(self, saved: dict[str, Any]) -> None:
+        self.held = [RequestEvent(*_none_to_nan(e)) for e in saved.get("held", [])]
+        wm = saved.get("watermark")
+        self.watermark = None if wm is None else float(wm)
 
     def judge_states(self) -> dict[str, Any]:
         return {
@@ -119,6 +142,8 @@ class ControllerCore:
             "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in self.judges.items()
             },
+            "held": [_nan_to_none(e) for e in self.held],
+            "watermark": _finite(self.watermark),
         }
 
     def tick(
@@ -131,18 +156,37 @@ class ControllerCore:
         failed: dict[str, str] | None = None,
         command: Command | None = None,
         labelled: Sequence[LabelledEvent] = (),
+        watermark: float | None = math.inf,
     ) -> tuple[list[Action], Decision | None]:
-        """One step. Persists before it returns; raises ``IllegalTransition`` for a bad verb
-        (and then persists nothing)."""
+        """One step. ``events`` are the new request events as reported, in any order;
+        ``watermark`` releases the held and new ones that arrived before it (``inf``: all of
+        them; ``None``: no router answered, release nothing new). Persists before it returns;
+        raises ``IllegalTransition`` for a bad verb (and then persists nothing)."""
         requests = requests or {}
         failed = failed or {}
         saved = self.judge_states() if self.store is not None else None
         try:
-            return self._tick(now, events, shadow, requests, ready, failed, command, labelled)
+            return self._tick(now, events, shadow, requests, ready, failed, command, labelled,
+                              watermark)
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
                 self.judges = _restore(saved, self.spec)
+                self._load_held(saved)
             raise
+
+    def _release(self, events: Sequence[RequestEvent], watermark: float | None
+                 ) -> list[RequestEvent]:
+        """The events the judges may see now, in arrival order; the rest stay held."""
+        if watermark is not None:
+            self.watermark = watermark if self.watermark is None else max(self.watermark,
+                                                                             watermark)
+        pool = [*self.held, *events]
+        if self.watermark is None:
+            self.held = pool
+            return []
+        wm = self.watermark
+        self.held = [e for e in pool if e.t >= wm]
+        return sorted((e for e in pool if e.t < wm), key=lambda e: e.t)
 
     def _tick(
         self,
@@ -154,8 +198,10 @@ class ControllerCore:
         failed: dict[str, str],
         command: Command | None,
         labelled: Sequence[LabelledEvent],
+        watermark: float | None,
     ) -> tuple[list[Action], Decision | None]:
-        results = self._judge(now, events, shadow, labelled) if command is None else {}
+        released = self._release(events, watermark) if command is None else []
+        results = self._judge(now, released, shadow, labelled) if command is None else {}
         if results:
             self.last_results = results
         obs = Observation(
@@ -168,11 +214,17 @@ class ControllerCore:
             command=command,
         )
         new, actions, decision = decide(self.state, self.spec, obs)
-        judges = build_judges(self.spec) if new.attempt != self.state.attempt else self.judges
+        retried = new.attempt != self.state.attempt
+        judges = build_judges(self.spec) if retried else self.judges
+        if retried:  # a fresh attempt: fresh evidence, nothing carried over
+            self.held, self.watermark = [], None
         if self.store is not None:  # persist first: memory never runs ahead of the store
-            inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled)
+            inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
+                                   watermark)
             states = {"attempt": new.attempt, "judges": {
-                c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()}}
+                c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
+                "held": [_nan_to_none(e) for e in self.held],
+                "watermark": _finite(self.watermark)}
             self.store.commit(
                 self.rollout, new.to_dict(), states, now, inputs,
                 decision.to_dict() if decision else None,
@@ -227,6 +279,7 @@ def _replay_tick(core: ControllerCore, t: dict[str, Any]) -> Decision | None:
         dict(t["failed"]),
         cmd,
         [LabelledEvent(*_none_to_nan(e)) for e in t.get("labelled", [])],
+        t.get("watermark", math.inf),  # ticks recorded before watermarks: release everything
     )
     return d
 

@@ -60,8 +60,8 @@ class FakeRouter:
             self.table = new
         return self.table.epoch
 
-    def collect(self) -> dict[str, Any]:
-        return self.recorder.collect(self.table.epoch).to_dict()
+    def collect(self, now: float) -> dict[str, Any]:
+        return self.recorder.collect(self.table.epoch, now).to_dict()
 
     def request(
         self,
@@ -71,10 +71,28 @@ class FakeRouter:
         outcome: Outcome = Outcome.OK,
         prediction: float = math.nan,
     ) -> None:
-        """Record one served request, as the router does when it completes."""
-        weight = self.table.percent().get(version, 0.0) / 100.0
-        self.recorder.record(RequestEvent(t, version, weight, latency_ms, outcome, prediction,
+        """Record one served request that arrived at ``t`` and is already done."""
+        self.arrive(t)
+        self.complete(t, version, latency_ms, outcome, prediction)
+
+    def arrive(self, t: float) -> None:
+        """A request arrived at ``t`` and is in flight (its event comes with ``complete``)."""
+        self.recorder.arrive(t)
+
+    def complete(
+        self,
+        t: float,
+        version: str,
+        latency_ms: float,
+        outcome: Outcome = Outcome.OK,
+        prediction: float = math.nan,
+        weight: float | None = None,
+    ) -> None:
+        """The request that arrived at ``t`` completes now, as the router records it."""
+        w = self.table.percent().get(version, 0.0) / 100.0 if weight is None else weight
+        self.recorder.record(RequestEvent(t, version, w, latency_ms, outcome, prediction,
                                           "", True, self.table.epoch))
+        self.recorder.leave(t)
 
     def shadow(self, t: float, primary: str, shadow: str, disagreement: float = 0.0) -> None:
         self.recorder.record_shadow(ShadowEvent(t, primary, shadow, disagreement, 0.0, 5.0, True))
@@ -165,7 +183,7 @@ class FakeServePort:
         return [r.set_routes(copy.deepcopy(dict(table))) for r in self._replicas(model)]
 
     def collect(self, model: str) -> list[dict[str, Any]]:
-        return [r.collect() for r in self._replicas(model)]
+        return [r.collect(self.clock()) for r in self._replicas(model)]
 
     def router_tables(self, model: str) -> list[dict[str, Any]]:
         return [r.table.to_dict() for r in self._replicas(model)]

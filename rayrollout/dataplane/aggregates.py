@@ -2,7 +2,15 @@
 
 The recorder is on the request path: ``record()`` appends one tuple to a bounded deque and bumps
 a few counters (about a microsecond or two). ``collect()`` hands the controller what came since the
-previous ``collect()``: a delta of the aggregates and the drained events, in arrival order.
+previous ``collect()``: a delta of the aggregates and the drained events.
+
+Events are recorded when their request completes, so a slow request's event comes after those
+of faster requests that arrived later: completion order depends on latency. The judges need
+arrival order (a latency-dependent order biases paired comparisons), so the recorder also
+tracks the requests in flight: ``arrive()`` when one starts, ``leave()`` when it is done, and
+every ``Collected`` carries a ``watermark``: no event still to come from this replica has an
+arrival time below it. The controller releases events to the judges only below the smallest
+watermark of all replicas, in arrival order (``ControllerCore``).
 
 Aggregates merge by addition, so the controller can sum them over router replicas.
 """
@@ -10,7 +18,9 @@ Aggregates merge by addition, so the controller can sum them over router replica
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +119,9 @@ class Collected:
     epoch: int
     labelled: list[LabelledEvent] = field(default_factory=list)
     feedback_unmatched: int = 0
+    # Every event still to come from this replica arrived at or after this time (inf: unknown,
+    # the replica does not track requests in flight: release everything).
+    watermark: float = math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +133,7 @@ class Collected:
             "epoch": self.epoch,
             "labelled": [list(e) for e in self.labelled],
             "feedback_unmatched": self.feedback_unmatched,
+            "watermark": self.watermark,
         }
 
     @classmethod
@@ -133,6 +147,7 @@ class Collected:
             epoch=d["epoch"],
             labelled=[LabelledEvent(*e) for e in d.get("labelled", [])],
             feedback_unmatched=d.get("feedback_unmatched", 0),
+            watermark=float(d.get("watermark", math.inf)),
         )
 
 
@@ -152,12 +167,34 @@ class Recorder:
         self._unmatched = 0
         self._appended = 0
         self._drained = 0
+        self._in_flight: list[float] = []  # a heap of arrival times of requests in flight
+        self._left: dict[float, int] = {}  # arrival times that left, not yet off the heap
 
     def _stats(self, version: str) -> VersionStats:
         s = self.totals.get(version)
         if s is None:
             s = self.totals[version] = VersionStats()
         return s
+
+    def arrive(self, t: float) -> None:
+        """A request that will be recorded (or rejected) arrived at ``t``, its event's ``t``."""
+        heapq.heappush(self._in_flight, t)
+
+    def leave(self, t: float) -> None:
+        """The request that arrived at ``t`` is done: recorded, rejected or failed."""
+        self._left[t] = self._left.get(t, 0) + 1
+
+    def watermark(self, now: float) -> float:
+        """The earliest arrival time of a request still in flight, or ``now`` when none is:
+        every event still to come has ``t`` at or after it."""
+        heap, left = self._in_flight, self._left
+        while heap and left.get(heap[0], 0):
+            t = heapq.heappop(heap)
+            if left[t] == 1:
+                del left[t]
+            else:
+                left[t] -= 1
+        return heap[0] if heap else now
 
     def record(self, ev: RequestEvent) -> None:
         s = self._stats(ev.version)
@@ -207,8 +244,11 @@ class Recorder:
     def shadow_dropped(self, shadow: str) -> None:
         self._stats(shadow).shadow_dropped += 1
 
-    def collect(self, epoch: int) -> Collected:
-        """Deltas since the previous ``collect()`` and every buffered event, oldest first."""
+    def collect(self, epoch: int, now: float | None = None) -> Collected:
+        """Deltas since the previous ``collect()``, every buffered event (in the order they
+        were recorded), and the watermark at ``now`` (default: the wall clock, the clock the
+        router stamps arrivals with)."""
+        watermark = self.watermark(time.time() if now is None else now)
         delta = {}
         for v, s in self.totals.items():
             prev = self._last.get(v)
@@ -223,4 +263,5 @@ class Recorder:
         labelled = list(self._labelled)
         self._labelled.clear()
         unmatched, self._unmatched = self._unmatched, 0
-        return Collected(self.replica, delta, events, shadow, lost, epoch, labelled, unmatched)
+        return Collected(self.replica, delta, events, shadow, lost, epoch, labelled, unmatched,
+                         watermark)

@@ -277,6 +277,14 @@ class Router:
 
     async def _infer(self, request: Request, pin: str | None, v2: bool) -> Response:
         arrived = time.time()
+        self.recorder.arrive(arrived)  # in flight until it leaves: events reach the judges
+        try:  # in arrival order, held back until no earlier request can still complete
+            return await self._serve(request, pin, v2, arrived)
+        finally:
+            self.recorder.leave(arrived)
+
+    async def _serve(self, request: Request, pin: str | None, v2: bool, arrived: float
+                     ) -> Response:
         table = self.table  # read once: this request lives under this table
         body = await self._body(request)
         headers, cfg = request.headers, self.cfg

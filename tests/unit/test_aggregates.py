@@ -85,3 +85,26 @@ def test_shadow_comparisons_and_drops() -> None:
 
 def test_latency_quantile_empty_is_nan() -> None:
     assert math.isnan(VersionStats().latency_quantile(0.99))
+
+
+def test_the_watermark_is_the_earliest_arrival_still_in_flight() -> None:
+    from rayrollout.dataplane.aggregates import Recorder
+
+    r = Recorder("r")
+    assert r.watermark(now=50.0) == 50.0  # nothing in flight: everything to come is later
+    for t in (10.0, 12.0, 12.0, 11.0):
+        r.arrive(t)
+    assert r.watermark(60.0) == 10.0
+    r.leave(12.0)
+    r.leave(10.0)
+    assert r.watermark(60.0) == 11.0
+    r.leave(11.0)
+    assert r.watermark(60.0) == 12.0  # the other request that arrived at 12.0 is still out
+    r.leave(12.0)
+    got = r.collect(epoch=3, now=70.0)
+    assert got.watermark == 70.0
+    from rayrollout.dataplane.aggregates import Collected
+
+    assert Collected.from_dict(got.to_dict()).watermark == 70.0
+    old = {k: v for k, v in got.to_dict().items() if k != "watermark"}
+    assert Collected.from_dict(old).watermark == float("inf")  # a router that does not track
