@@ -14,6 +14,9 @@ from __future__ import annotations
 from rayrollout.analysis.base import Judge, LabelledEvent
 from rayrollout.analysis.budget import AlphaBudget, split_alpha
 from rayrollout.analysis.eprocess import (
+    ArmBetDifference,
+    ArmBetEProcess,
+    ArmBetLatency,
     BadEventEProcess,
     BettingMeanEProcess,
     BinnedDriftEProcess,
@@ -43,6 +46,9 @@ __all__ = [
     "JUDGE_KINDS",
     "AccuracyJudge",
     "AlphaBudget",
+    "ArmBetDifference",
+    "ArmBetEProcess",
+    "ArmBetLatency",
     "BadEventEProcess",
     "BettingMeanEProcess",
     "BinnedDriftEProcess",

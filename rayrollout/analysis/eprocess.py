@@ -8,7 +8,11 @@ inequality), however often it is looked at. The formulas follow STATISTICS.md se
 
 * ``BadEventEProcess`` — test A: bad events (errors, timeouts, wrong labels, exceedances).
 * ``SignBetEProcess`` — mixture of constant bets on ``z in [-1, 1]``.
-* ``BlockPairedLatency`` — test B on latency; ``BlockPairedDifference`` on scores in [0, 1].
+* ``ArmBetLatency`` — test B': bets on the randomised arm against each latency's rank at its
+  moment (valid under any latency level both arms share); ``ArmBetDifference`` on scores in
+  [0, 1]; ``ArmBetEProcess`` the bets themselves.
+* ``BlockPairedLatency`` — test B on latency; ``BlockPairedDifference`` on scores in [0, 1]
+  (valid only while the shared level holds still within a block, events in arrival order).
 * ``TailExceedance`` — test C: exceedances of a predictable stable quantile, into test A.
 * ``BinnedDriftEProcess`` / ``BinnedToleranceEProcess`` — test D on prediction bins.
 * ``BettingMeanEProcess`` — shadow disagreement, ``H0: E[D] <= d0``.
@@ -17,6 +21,7 @@ inequality), however often it is looked at. The formulas follow STATISTICS.md se
 
 from __future__ import annotations
 
+from rayrollout.analysis._arm_bet import ArmBetDifference, ArmBetEProcess, ArmBetLatency
 from rayrollout.analysis._bad_event import DEFAULT_RHO_GRID, BadEventEProcess, theta
 from rayrollout.analysis._betting import (
     DEFAULT_LAMBDAS,
@@ -38,6 +43,9 @@ __all__ = [
     "DEFAULT_KAPPA",
     "DEFAULT_LAMBDAS",
     "DEFAULT_RHO_GRID",
+    "ArmBetDifference",
+    "ArmBetEProcess",
+    "ArmBetLatency",
     "BadEventEProcess",
     "BettingMeanEProcess",
     "BinnedDriftEProcess",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rayrollout.analysis._arm_bet import ArmBetDifference
 from rayrollout.analysis._bad_event import DEFAULT_RHO_GRID, BadEventEProcess
 from rayrollout.analysis._betting import DEFAULT_LAMBDAS
 from rayrollout.analysis._block_paired import BlockPairedDifference
@@ -56,7 +57,9 @@ class AccuracyJudge(SequentialJudge):
             raise ValueError(f"{name}: unknown accuracy mode {mode!r}; known: {MODES}")
         self.mode = mode
         self.wrong = BadEventEProcess(rho0=rho0, grid=grid)
-        self.brier = BlockPairedDifference(delta=delta, lambdas=lambdas)
+        # Brier scores: arm bets at each moment (valid however the inputs' difficulty drifts)
+        self.brier: ArmBetDifference | BlockPairedDifference = ArmBetDifference(
+            delta=delta, lambdas=lambdas)
         self.min_labelled = int(min_labelled)
         self.cs_kappa = float(cs_kappa)
         self.max_seen = 0.0
@@ -100,7 +103,10 @@ class AccuracyJudge(SequentialJudge):
             self._mark_unreadable(int((use & ~p_ok).sum()), "probability missing or not in [0, 1]")
             use &= p_ok
             score = np.where(correct, (1.0 - prob) ** 2, prob**2)
-            self.brier.observe_many(is_c[use], score[use])
+            if isinstance(self.brier, ArmBetDifference):
+                self.brier.observe_many(is_c[use], w[use], score[use])
+            else:  # a block-paired state saved before arm bets
+                self.brier.observe_many(is_c[use], score[use])
         self.c["readable"] += int(use.sum())
         self.max_seen = max(self.max_seen, self._log_e())
         return float(t[-1])
@@ -161,5 +167,7 @@ class AccuracyJudge(SequentialJudge):
 
     def _load_stats(self, state: dict[str, Any]) -> None:
         self.wrong = BadEventEProcess.from_state(state["wrong"])
-        self.brier = BlockPairedDifference.from_state(state["brier"])
+        st = state["brier"]
+        self.brier = (BlockPairedDifference.from_state(st) if "open" in st
+                      else ArmBetDifference.from_state(st))
         self.max_seen = float(state["max_seen"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rayrollout.analysis._arm_bet import ArmBetLatency
 from rayrollout.analysis._bad_event import DEFAULT_RHO_GRID
 from rayrollout.analysis._betting import DEFAULT_LAMBDAS
 from rayrollout.analysis._block_paired import BlockPairedLatency
@@ -85,8 +86,11 @@ class DriftJudge(SequentialJudge):
         self.ref: list[float] = []
         self.units = UnitTracker()
         self.binned: BinnedToleranceEProcess | BinnedDriftEProcess | None = None
-        self.up = BlockPairedLatency(delta_ms=delta, lambdas=lambdas)
-        self.down = BlockPairedLatency(delta_ms=delta, lambdas=lambdas)
+        # rank mode: arm bets on each score's rank at its moment, up and down (two-sided)
+        self.up: ArmBetLatency | BlockPairedLatency = ArmBetLatency(delta_ms=delta,
+                                                                     lambdas=lambdas)
+        self.down: ArmBetLatency | BlockPairedLatency = ArmBetLatency(delta_ms=delta,
+                                                                       lambdas=lambdas)
         self.rank_max = 0.0
         self.edges: list[float] | None = None
         self.bin_c = np.zeros(0, dtype=np.int64)
@@ -123,8 +127,11 @@ class DriftJudge(SequentialJudge):
         self.c["readable"] += int(judged.sum())
         x, a, w = sel.prediction[judged], sel.is_canary[judged], sel.w[judged]
         if self.mode == "rank":
-            self.up.observe_many(a, x)
-            self.down.observe_many(a, -x)
+            for proc, v in ((self.up, x), (self.down, -x)):
+                if isinstance(proc, ArmBetLatency):
+                    proc.observe_many(a, w, v)
+                else:  # a block-paired state saved before arm bets
+                    proc.observe_many(a, v)
             self.rank_max = max(self.rank_max, self._rank_log_e())
         elif self.binned is not None and x.size:
             self.binned.update_many(x, a, w)
@@ -219,7 +226,8 @@ class DriftJudge(SequentialJudge):
             self.binned = cls.from_state(state["binned"])
         self.bin_c = np.asarray(state["bin_c"], dtype=np.int64)
         self.bin_b = np.asarray(state["bin_b"], dtype=np.int64)
-        self.up = BlockPairedLatency.from_state(state["up"])
-        self.down = BlockPairedLatency.from_state(state["down"])
+        self.up, self.down = (
+            BlockPairedLatency.from_state(st) if "open" in st else ArmBetLatency.from_state(st)
+            for st in (state["up"], state["down"]))
         self.rank_max = float(state["rank_max"])
         self.units = UnitTracker.from_state(state["units"])

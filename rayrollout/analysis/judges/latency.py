@@ -1,4 +1,5 @@
-"""Latency judge: test B, block-paired sign betting on contemporaneous latencies."""
+"""Latency judge: test B' (bets on the randomised arm against the latency's rank), or the older
+block-paired test B where its assumptions hold."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from rayrollout.analysis._arm_bet import DEFAULT_WINDOW, ArmBetLatency
 from rayrollout.analysis._betting import DEFAULT_LAMBDAS
 from rayrollout.analysis._block_paired import BlockPairedLatency
 from rayrollout.analysis._select import UnitTracker
@@ -16,17 +18,25 @@ from rayrollout.analysis.judges._common import Evidence, SequentialJudge, captur
 from rayrollout.analysis.judges._outcomes import outcome_codes
 from rayrollout.dataplane.events import EventBatch, ShadowEvent
 
+METHODS = ("arm_bet", "block_paired")
+
 
 class LatencyJudge(SequentialJudge):
     """Is the candidate's latency stochastically larger than ``(1 + tau)`` x baseline + delta?
 
-    Uses judged requests whose outcome is in ``outcomes`` (default OK only), in arrival order.
-    In ``unit_mode="session"`` only the first judged request of each sticky unit is used (units
-    are independent, requests within a unit are not).
+    Uses judged requests whose outcome is in ``outcomes`` (default OK only). In
+    ``unit_mode="session"`` only the first judged request of each sticky unit is used (units are
+    independent, requests within a unit are not).
 
-    False-rollback bound: when, at every time, canary latency is not stochastically larger than
-    ``(1 + tau)`` times contemporaneous stable latency plus ``delta_ms`` (``CLES <= 1/2``),
-    ``P(this judge ever FAILs) <= alpha``. No distributional assumption (heavy tails fine).
+    ``method="arm_bet"`` (default, ``rayrollout.analysis._arm_bet``): false-rollback bound
+    ``P(this judge ever FAILs) <= alpha`` whenever, at every moment, the candidate's latency is
+    not stochastically larger than ``(1 + tau)`` x the stable's at that moment + ``delta_ms``,
+    for any latency level the two share (load spikes, drifts) and any event order that does not
+    depend on the arm. It rests only on the arm being drawn at random with the recorded weight.
+
+    ``method="block_paired"``: test B, each candidate request against the stable requests that
+    follow it. Valid only when the shared latency level does not move within a block and events
+    come in arrival order; kept for comparison.
     """
 
     kind = "latency"
@@ -44,10 +54,18 @@ class LatencyJudge(SequentialJudge):
         unit_mode: str = "request",
         outcomes: Sequence[str] = ("OK",),
         max_unreadable_frac: float = 0.05,
+        method: str = "arm_bet",
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         params = capture_params(locals())
         super().__init__(name, alpha, warmup_s, start_t, unit_mode, max_unreadable_frac)
-        self.proc = BlockPairedLatency(tau=tau, delta_ms=delta_ms, lambdas=lambdas)
+        if method not in METHODS:
+            raise ValueError(f"{name}: method must be one of {METHODS}, got {method!r}")
+        self.method = method
+        self.proc: ArmBetLatency | BlockPairedLatency = (
+            ArmBetLatency(tau=tau, delta_ms=delta_ms, lambdas=lambdas, window=window)
+            if method == "arm_bet" else
+            BlockPairedLatency(tau=tau, delta_ms=delta_ms, lambdas=lambdas))
         self.min_blocks = int(min_blocks)
         self.codes = outcome_codes(outcomes, name)
         self.units = UnitTracker()
@@ -68,17 +86,26 @@ class LatencyJudge(SequentialJudge):
         self._mark_unreadable(int((use & ~ok).sum()), "latency missing (NaN) or negative")
         use &= ok
         self.c["readable"] += int(use.sum())
-        self.proc.observe_many(sel.is_canary[use], sel.latency[use])
+        if isinstance(self.proc, ArmBetLatency):
+            self.proc.observe_many(sel.is_canary[use], sel.w[use], sel.latency[use])
+        else:
+            self.proc.observe_many(sel.is_canary[use], sel.latency[use])
         return float(sel.t[-1])
 
     def _evidence(self) -> Evidence:
         p = self.proc
         cles = p.cles
-        enough, need = self._need_candidates(p.n, self.min_blocks, "paired candidate blocks")
+        if isinstance(p, ArmBetLatency):
+            n, what = self.c["candidate"], "candidate requests"
+            over = f"{n} candidate of {p.n} requests compared at their moment"
+        else:
+            n, what = p.n, "paired candidate blocks"
+            over = f"{p.n} paired blocks"
+        enough, need = self._need_candidates(n, self.min_blocks, what)
         shown = "n/a" if math.isnan(cles) else f"{cles:.3f}"
         detail = (
             f"P(candidate > {1.0 + p.tau:g} x baseline + {p.delta_ms:g} ms) = {shown} over "
-            f"{p.n} paired blocks (H0: <= 0.5)"
+            f"{over} (H0: <= 0.5)"
         )
         return Evidence(
             log_e=p.log_e,
@@ -88,12 +115,16 @@ class LatencyJudge(SequentialJudge):
             enough=enough,
             need=need,
             detail=detail,
-            counts={"blocks": p.n},
+            counts={"blocks" if isinstance(p, BlockPairedLatency) else "compared": p.n},
         )
 
     def _stats_state(self) -> dict[str, Any]:
         return {"proc": self.proc.to_state(), "units": self.units.to_state()}
 
     def _load_stats(self, state: dict[str, Any]) -> None:
-        self.proc = BlockPairedLatency.from_state(state["proc"])
+        proc = state["proc"]
+        if "open" in proc:  # a block-paired state (also what judges saved before arm bets)
+            self.method, self.proc = "block_paired", BlockPairedLatency.from_state(proc)
+        else:
+            self.proc = ArmBetLatency.from_state(proc)
         self.units = UnitTracker.from_state(state["units"])

@@ -56,7 +56,7 @@ def test_latency_judge_nan_latency_is_error_and_errors_are_not_latency() -> None
     # failed requests are left to the error judge: huge latencies on ERROR rows do not count
     slow_err = replace(b, outcome=np.full(len(b), int(Outcome.ERROR), dtype=np.int8))
     k = run(LatencyJudge(min_blocks=1), slow_err)
-    assert k.result(1e9).counts["blocks"] == 0
+    assert k.result(1e9).counts["compared"] == 0
 
 
 def test_latency_warmup_exclusion() -> None:

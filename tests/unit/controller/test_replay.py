@@ -29,7 +29,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     # promoted at 31 s, then undone within the 5 s window
     "undo": {"seed": 1, "err": {}, "commands": {33: Command("undo")}},
     # nothing but traffic
-    "plain": {"seed": 2, "err": {}, "commands": {}},
+    "plain": {"seed": 4, "err": {}, "commands": {}},
 }
 
 
