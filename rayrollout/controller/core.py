@@ -30,6 +30,7 @@ from rayrollout.controller.phases import ACTIVE, IllegalTransition
 from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
 from rayrollout.controller.store import Store, canonical
 from rayrollout.dataplane.events import EventBatch, LabelledEvent, RequestEvent, ShadowEvent
+from rayrollout.dataplane.ordering import ArrivalOrder
 from rayrollout.errors import NotFound
 from rayrollout.spec import RolloutSpec
 
@@ -52,11 +53,6 @@ def _restore(saved: dict[str, Any], spec: RolloutSpec) -> dict[str, dict[str, Ju
 
 def _nan_to_none(row: Sequence[Any]) -> list[Any]:
     return [None if isinstance(x, float) and math.isnan(x) else x for x in row]
-
-
-def _finite(x: float | None) -> float | None:
-    """A watermark as JSON: None when unknown or infinite (held events are then empty)."""
-    return x if x is not None and math.isfinite(x) else None
 
 
 def _none_to_nan(row: Sequence[Any]) -> list[Any]:
@@ -105,8 +101,7 @@ class ControllerCore:
         self.store = store
         self.judges = judges if judges is not None else build_judges(spec)
         self.last_results: dict[str, list[Any]] = {}
-        self.held: list[RequestEvent] = []  # reported, not yet released to the judges
-        self.watermark: float | None = None  # the last routers' watermark (None: none yet)
+        self.order = ArrivalOrder()  # events reported, not yet released to the judges
 
     @classmethod
     def create(
@@ -132,9 +127,9 @@ class ControllerCore:
         return core
 
     def _load_held(self, saved: dict[str, Any]) -> None:
-        self.held = [RequestEvent(*_none_to_nan(e)) for e in saved.get("held", [])]
         wm = saved.get("watermark")
-        self.watermark = None if wm is None else float(wm)
+        self.order = ArrivalOrder((RequestEvent(*_none_to_nan(e)) for e in saved.get("held", [])),
+                                  None if wm is None else float(wm))
 
     def judge_states(self) -> dict[str, Any]:
         return {
@@ -142,8 +137,8 @@ class ControllerCore:
             "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in self.judges.items()
             },
-            "held": [_nan_to_none(e) for e in self.held],
-            "watermark": _finite(self.watermark),
+            "held": [_nan_to_none(e) for e in self.order.held],
+            "watermark": self.order.finite_watermark(),
         }
 
     def tick(
@@ -174,20 +169,6 @@ class ControllerCore:
                 self._load_held(saved)
             raise
 
-    def _release(self, events: Sequence[RequestEvent], watermark: float | None
-                 ) -> list[RequestEvent]:
-        """The events the judges may see now, in arrival order; the rest stay held."""
-        if watermark is not None:
-            self.watermark = watermark if self.watermark is None else max(self.watermark,
-                                                                             watermark)
-        pool = [*self.held, *events]
-        if self.watermark is None:
-            self.held = pool
-            return []
-        wm = self.watermark
-        self.held = [e for e in pool if e.t >= wm]
-        return sorted((e for e in pool if e.t < wm), key=lambda e: e.t)
-
     def _tick(
         self,
         now: float,
@@ -200,7 +181,7 @@ class ControllerCore:
         labelled: Sequence[LabelledEvent],
         watermark: float | None,
     ) -> tuple[list[Action], Decision | None]:
-        released = self._release(events, watermark) if command is None else []
+        released = self.order.release(events, watermark) if command is None else []
         results = self._judge(now, released, shadow, labelled) if command is None else {}
         if results:
             self.last_results = results
@@ -217,14 +198,14 @@ class ControllerCore:
         retried = new.attempt != self.state.attempt
         judges = build_judges(self.spec) if retried else self.judges
         if retried:  # a fresh attempt: fresh evidence, nothing carried over
-            self.held, self.watermark = [], None
+            self.order = ArrivalOrder()
         if self.store is not None:  # persist first: memory never runs ahead of the store
             inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
                                    watermark)
             states = {"attempt": new.attempt, "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
-                "held": [_nan_to_none(e) for e in self.held],
-                "watermark": _finite(self.watermark)}
+                "held": [_nan_to_none(e) for e in self.order.held],
+                "watermark": self.order.finite_watermark()}
             self.store.commit(
                 self.rollout, new.to_dict(), states, now, inputs,
                 decision.to_dict() if decision else None,

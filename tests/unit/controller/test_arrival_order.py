@@ -118,14 +118,14 @@ def test_events_reach_the_judges_in_arrival_order(tmp_path: Path,
     tick(1)
     routers[0].request(t0 + 1.5, "v2", 5.0)
     tick(2)
-    assert judged == [[], []] and len(core.held) == 2  # both wait for the slow one
+    assert judged == [[], []] and len(core.order.held) == 2  # both wait for the slow one
     routers[0].complete(t0 + 0.1, "v2", 2500.0)
     routers[1].request(t0 + 2.5, "v1", 5.0)
     tick(3)
-    assert judged[-1] == [t0 + 0.1, t0 + 0.2, t0 + 1.5, t0 + 2.5] and not core.held
+    assert judged[-1] == [t0 + 0.1, t0 + 0.2, t0 + 1.5, t0 + 2.5] and not core.order.held
     # held events survive a restart of the controller
     routers[1].arrive(t0 + 3.1)
     routers[0].request(t0 + 3.2, "v2", 5.0)
     tick(4)
     restarted = c.port.restart_controller(MODEL).core
-    assert restarted is not None and [e.t for e in restarted.held] == [t0 + 3.2]
+    assert restarted is not None and [e.t for e in restarted.order.held] == [t0 + 3.2]
