@@ -70,7 +70,7 @@ def render_status(st: Mapping[str, Any]) -> str:
             f"shadow {st['shadow']} on {_pct(100 * st.get('shadow_fraction', 0))} "
             f"({st.get('shadow_compared', 0)} compared)"
         )
-    lines.append(f"requests this step {st.get('step_requests', 0)}")
+    lines.append(f"requests this step {st.get('step_requests', 0)}" + _need(st.get("step_need")))
     for c in st.get("candidates") or []:
         lines.append(
             f"candidate {c['name']}: {c['status']}"
@@ -81,6 +81,16 @@ def render_status(st: Mapping[str, Any]) -> str:
     if "allowed_verbs" in st:
         lines.append("verbs now: " + (", ".join(st["allowed_verbs"]) or "none"))
     return "\n".join(lines)
+
+
+def _need(need: Mapping[str, Any] | None) -> str:
+    """`` of 1,901 needed (to catch ...; about 95 s to go)`` when the step needs more."""
+    if not need or not need.get("requests"):
+        return ""
+    why = f"to catch {need['to_catch']}" if need.get("to_catch") else "min_requests"
+    eta = need.get("eta_s")
+    togo = "" if eta is None or need["seen"] >= need["requests"] else f"; about {eta:.0f} s to go"
+    return f" of {need['requests']:,} needed ({why}{togo})"
 
 
 def _render_check(r: Mapping[str, Any]) -> str:

@@ -9,7 +9,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rayrollout.spec import RouterConfig, VersionConfig, format_validation_error, load_spec
+from rayrollout.spec import (
+    RolloutSpec,
+    RouterConfig,
+    VersionConfig,
+    format_validation_error,
+    load_spec,
+)
 
 
 def _is_rollout_config(doc: Any) -> bool:
@@ -23,6 +29,35 @@ def _is_rollout_config(doc: Any) -> bool:
         for app in doc["applications"] or []
         if isinstance(app, dict)
     )
+
+
+def step_plan(spec: RolloutSpec) -> list[str]:
+    """What each step needs to catch ``analysis.detect``, and how long that takes at
+    ``detect.expected_rps`` (empty when the spec asks for nothing)."""
+    d = spec.analysis.detect
+    if d is None:
+        return []
+    lines = []
+    n = len(spec.candidates)
+    for i, (step, (need, why)) in enumerate(zip(spec.strategy.steps, spec.step_needs(),
+                                                strict=True)):
+        need = max(need, step.min_requests)
+        when = ""
+        if d.expected_rps:
+            seconds = need / (d.expected_rps * step.weight / 100.0)
+            seconds = max(seconds, step.min_duration_s)
+            when = f", about {_duration(seconds)} at {d.expected_rps:g} req/s"
+        lines.append(f"  step {i + 1} ({step.weight:g}% x {n}): needs {need:,} candidate "
+                     f"requests to catch {why}{when}")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def validate(path: Path) -> int:
@@ -48,6 +83,8 @@ def validate(path: Path) -> int:
                 f"candidates {[c.name for c in spec.candidates]}, "
                 f"steps {[s.weight for s in spec.strategy.steps]}, checks {checks})"
             )
+            for line in step_plan(spec):
+                print(line)
             return 0
         return _validate_serve(path, doc)
     except ValidationError as e:

@@ -146,6 +146,7 @@ class RolloutController:
                 "candidates": [c.__dict__ for c in s.candidates],
                 "phase_since": s.phase_since,
                 "step_requests": s.step_requests,
+                "step_need": self._step_need(core),
                 "shadow_compared": s.shadow_compared,
                 "checks": {c: [r.view() for r in rs] for c, rs in core.last_results.items()},
                 "alpha": spec.analysis.alpha,
@@ -153,6 +154,22 @@ class RolloutController:
                 "ticks": self.ticks,
                 "now": self.clock(),
             }
+
+    def _step_need(self, core: ControllerCore) -> dict[str, Any] | None:
+        """What the current step needs to catch ``analysis.detect``, and how long it has to go
+        at the candidate request rate observed in the step (None outside a canary step)."""
+        s = core.state
+        if s.phase not in (Phase.CANARY, Phase.PAUSED) or s.step < 0:
+            return None
+        need, why = core.spec.step_needs()[s.step]
+        step = core.spec.strategy.steps[s.step]
+        need = max(need, step.min_requests)
+        elapsed = self.clock() - s.phase_since
+        rate = s.step_requests / elapsed if elapsed > 0 else 0.0
+        left = max(0, need - s.step_requests)
+        eta = left / rate if rate > 0 else None
+        return {"requests": need, "seen": s.step_requests, "to_catch": why,
+                "rate_per_s": round(rate, 3), "eta_s": None if eta is None else round(eta, 1)}
 
     def history(self, limit: int | None = None, all_rollouts: bool = False) -> list[dict[str, Any]]:
         with self._lock:

@@ -209,12 +209,15 @@ def _all_pass(results: dict[str, list[CheckResult]], active: list[str]) -> tuple
 def _maybe_leave_step(st: _Step, obs: Observation) -> None:
     s = st.state
     step = st.spec.strategy.steps[s.step]
-    if obs.now - s.phase_since < step.min_duration_s or s.step_requests < step.min_requests:
+    need = st.spec.step_need(s.step)  # to catch what analysis.detect asks for
+    if (obs.now - s.phase_since < step.min_duration_s
+            or s.step_requests < max(step.min_requests, need)):
         return
     ok, _holding = _all_pass(obs.results, s.active())
     if not ok:
         return
-    why = (f"step {s.step + 1} ({step.weight:g}%) passed: {s.step_requests} requests in "
+    enough = f" (>= {need} to catch {st.spec.step_needs()[s.step][1]})" if need else ""
+    why = (f"step {s.step + 1} ({step.weight:g}%) passed: {s.step_requests} requests{enough} in "
            f"{obs.now - s.phase_since:.0f} s, every check PASS")
     if step.approval:
         st.go(Phase.AWAITING_APPROVAL, why + "; waiting for approval")

@@ -16,6 +16,8 @@ import yaml
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from rayrollout.analysis.assemble import check_judges
+from rayrollout.analysis.budget import split_alpha
+from rayrollout.analysis.power import errors_requests, latency_requests
 from rayrollout.analysis.registry import JUDGE_KINDS, SEQUENTIAL_KINDS
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.spec.base import NAME_PATTERN, Strict
@@ -82,9 +84,33 @@ def _default_checks() -> list[CheckSpec]:
     return [CheckSpec(kind="errors"), CheckSpec(kind="latency"), CheckSpec(kind="latency_tail")]
 
 
+class DetectSpec(Strict):
+    """What every canary step must be able to catch before it is left, and how surely.
+
+    A step is then held until its candidate requests reach what the checks need for that
+    (``rayrollout.analysis.power``), on top of its own ``min_requests`` and ``min_duration_s``;
+    ``validate`` prints what each step needs and the status how long it has to go."""
+
+    power: float = Field(0.8, gt=0.5, lt=1)
+    errors_ratio: float | None = Field(None, gt=1)  # candidate error rate this many x baseline's
+    base_error_rate: float = Field(0.005, gt=0, lt=1)  # the baseline's error rate
+    latency_slower: float | None = Field(None, gt=0)  # candidate this much slower (0.1: 10%)
+    latency_sigma: float = Field(0.6, gt=0, le=5)  # spread of log latency (log-normal sd)
+    expected_rps: float | None = Field(None, gt=0)  # traffic, for validate's step durations
+
+    def wanted(self) -> str:
+        parts = []
+        if self.errors_ratio is not None:
+            parts.append(f"errors x{self.errors_ratio:g} on a {self.base_error_rate:.2%} base")
+        if self.latency_slower is not None:
+            parts.append(f"latency +{self.latency_slower:.0%}")
+        return f"{' and '.join(parts)} with {self.power:.0%} power"
+
+
 class AnalysisSpec(Strict):
     """The checks, one false-rollback budget ``alpha`` split over them (and the candidates),
-    hard SLO guards, and a warm-up excluded from the statistics."""
+    hard SLO guards, a warm-up excluded from the statistics, and what each step must be able
+    to catch (``detect``)."""
 
     alpha: float = Field(0.05, gt=0, lt=1)
     warmup_s: float = Field(0.0, ge=0)
@@ -92,6 +118,7 @@ class AnalysisSpec(Strict):
     guards: list[CheckSpec] = Field(default_factory=list)
     tick_s: float = Field(1.0, ge=0.1, le=60)
     unit_mode: Literal["request", "session"] = "request"
+    detect: DetectSpec | None = None
 
     @model_validator(mode="after")
     def _kinds_in_place(self) -> AnalysisSpec:
@@ -109,7 +136,16 @@ class AnalysisSpec(Strict):
         if dup:
             raise ValueError(f"check names must be unique: {dup} repeated (set name:)")
         check_judges(self, 1)  # bad params fail here, naming the check and the parameter
+        d = self.detect
+        kinds = {c.kind for c in self.checks}
+        if d is not None and d.errors_ratio is not None and "errors" not in kinds:
+            raise ValueError("detect.errors_ratio needs an errors check in checks")
+        if d is not None and d.latency_slower is not None and "latency" not in kinds:
+            raise ValueError("detect.latency_slower needs a latency check in checks")
         return self
+
+    def check_of(self, kind: str) -> CheckSpec:
+        return next(c for c in self.checks if c.kind == kind)
 
 
 class NotifierSpec(Strict):
@@ -157,7 +193,46 @@ class RolloutSpec(Strict):
         if bad:
             raise ValueError(f"router.{sorted(bad)[0]} is set by the rollout, not by hand")
         RouterConfig.model_validate(self.router_config({self.stable.name: 100.0}, None, 1.0))
+        try:
+            self._needs()
+        except ValueError as e:
+            raise ValueError(f"analysis.detect: {e}") from None
         return self
+
+    def step_need(self, i: int) -> int:
+        """Candidate requests step ``i`` needs for its checks to catch ``analysis.detect``
+        (0 when the spec asks for nothing)."""
+        return self._needs()[i][0]
+
+    def step_needs(self) -> list[tuple[int, str]]:
+        """Per step: the candidate requests ``analysis.detect`` needs, and why (in words)."""
+        return self._needs()
+
+    def _needs(self) -> list[tuple[int, str]]:
+        a = self.analysis
+        d = a.detect
+        if d is None or (d.errors_ratio is None and d.latency_slower is None):
+            return [(0, "")] * len(self.strategy.steps)
+        n_cand = len(self.candidates)
+        budget = split_alpha(a.alpha, [c.check_name for c in a.checks], candidates=n_cand,
+                             weights={c.check_name: c.weight for c in a.checks})
+        out = []
+        for step in self.strategy.steps:
+            stable = 100.0 - step.weight * n_cand
+            w = step.weight / (step.weight + stable)  # the candidate's share of its pair
+            need = 0
+            if d.errors_ratio is not None:
+                c = a.check_of("errors")
+                need = max(need, errors_requests(
+                    d.errors_ratio, d.base_error_rate, w, budget.share(c.check_name), d.power,
+                    rho0=float(c.params.get("rho0", 1.0))))  # type: ignore[arg-type]
+            if d.latency_slower is not None:
+                c = a.check_of("latency")
+                need = max(need, latency_requests(
+                    d.latency_slower, d.latency_sigma, w, budget.share(c.check_name), d.power,
+                    tau=float(c.params.get("tau", 0.0))))  # type: ignore[arg-type]
+            out.append((need, d.wanted()))
+        return out
 
     def version(self, name: str) -> VersionSpec:
         for v in [self.stable, *self.candidates]:

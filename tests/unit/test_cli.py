@@ -348,3 +348,21 @@ def test_help_of_every_command_renders(capsys: pytest.CaptureFixture) -> None:
             parser.parse_args([*argv, "--help"])
         assert e.value.code == 0, argv
     assert "to 100% now" in capsys.readouterr().out
+
+
+def test_validate_says_how_long_each_step_needs(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    doc = spec_doc(strategy={"steps": [{"weight": 1}, {"weight": 10}]},
+                   analysis={"checks": [{"kind": "errors"}],
+                             "detect": {"errors_ratio": 3, "expected_rps": 100}})
+    assert cli.main(["validate", str(write(tmp_path, doc))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "step 1 (1% x 1): needs" in lines[1] and "to catch errors x3" in lines[1]
+    assert lines[1].endswith("min at 100 req/s") and lines[2].endswith("at 100 req/s")
+
+
+def test_status_shows_what_the_step_still_needs() -> None:
+    st = {**STATUS, "step_need": {"requests": 1901, "seen": 42, "to_catch": "errors x3",
+                                  "rate_per_s": 1.0, "eta_s": 1859.0}}
+    assert "requests this step 42 of 1,901 needed (to catch errors x3; about 1859 s to go)" in (
+        cli.render_status(st))

@@ -304,3 +304,18 @@ def test_no_ray(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
                        timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_the_status_says_how_long_the_step_still_needs(cluster: Cluster) -> None:
+    ro = start(cluster, strategy={"steps": [{"weight": 10}, {"weight": 50}]},
+               analysis={"checks": [{"kind": "errors"}],
+                         "detect": {"errors_ratio": 5.0, "base_error_rate": 0.005}})
+    assert cluster.run_until({"canary"}) == "canary"
+    for _ in range(10):
+        cluster.tick()
+    need = ro.status()["step_need"]
+    assert need["requests"] > need["seen"] > 0 and need["to_catch"].startswith("errors x5")
+    # 60 requests a tick on each of 2 replicas, 10% to the candidate: about 12 a second
+    assert need["rate_per_s"] == pytest.approx(12, rel=0.3)
+    assert need["eta_s"] == pytest.approx((need["requests"] - need["seen"]) / need["rate_per_s"],
+                                          rel=0.01)

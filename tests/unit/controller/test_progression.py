@@ -145,3 +145,30 @@ def test_step_requests_count_the_least_exposed_candidate() -> None:
     assert sim.state.step_requests == 40 and sim.state.step == 0
     sim.tick(verdict=Verdict.PASS, requests={"v2": 10, "v3": 10})
     assert sim.state.step == 1
+
+
+def test_a_step_is_held_until_it_could_have_caught_what_detect_asks_for() -> None:
+    spec = make_spec(steps=({"weight": 10, "min_requests": 100}, 50),
+                     analysis={"checks": [{"kind": "errors"}, {"kind": "latency"}],
+                               "detect": {"errors_ratio": 3.0, "base_error_rate": 0.005}})
+    need = spec.step_need(0)
+    assert need > 1000  # far more than the step's own min_requests
+    sim = Sim(spec)
+    sim.to_canary()
+    sim.tick(3600, verdict=Verdict.PASS, requests=need - 1)
+    assert sim.state.step == 0  # every check PASS, min_requests met: not enough to catch x3
+    sim.tick(1, verdict=Verdict.PASS, requests=1)
+    assert sim.state.step == 1
+    assert f">= {need} to catch errors x3 on a 0.50% base" in sim.decisions[-1].reason
+    assert spec.step_need(1) != need  # each step by its own weight
+
+
+def test_detect_names_what_it_needs() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"detect\.latency_slower needs a latency check"):
+        make_spec(analysis={"checks": [{"kind": "errors"}], "detect": {"latency_slower": 0.1}})
+    with pytest.raises(ValidationError, match=r"analysis\.detect: need slower > tau"):
+        make_spec(analysis={"checks": [{"kind": "latency", "params": {"tau": 0.2}}],
+                            "detect": {"latency_slower": 0.1}})
+    assert make_spec().step_need(0) == 0  # no detect: nothing beyond the step's own minimums
