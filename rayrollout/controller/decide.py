@@ -361,8 +361,9 @@ def _command(st: _Step, cmd: Command) -> None:
         st.actions.append(Action("delete", version=promoted))
     elif cmd.verb == "retry":
         cands = tuple(Candidate(c.name) for c in s.candidates)
-        st.go(Phase.DEPLOYING, who, candidates=cands, step=-1, step_requests=0,
-              attempt=s.attempt + 1)
+        st.go(Phase.DEPLOYING, f"{who}: attempt {s.attempt + 1} with fresh judges and the full "
+              "alpha (the false-rollback bound holds per attempt)", candidates=cands, step=-1,
+              step_requests=0, attempt=s.attempt + 1)
         for c in cands:
             st.actions.append(Action("deploy", version=c.name))
 
