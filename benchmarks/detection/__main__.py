@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(line))
     out = a.out or (str(RESULTS / "detection.json") if a.matrix else None)
     md = a.md or (str(RESULTS / "detection.md") if a.matrix else None)
-    meta = {"wall_s": round(wall, 1), "workers": a.workers, "cpu_s_per_scenario":
-            {k: round(v, 1) for k, v in cpu.items()}, "suite_seed": a.suite_seed}
+    meta = {"wall_s": round(wall, 1), "workers": a.workers,
+            "cpu_s_total": round(sum(cpu.values()), 1),
+            "cpu_s_per_scenario": {k: round(v, 1) for k, v in cpu.items()},
+            "suite_seed": a.suite_seed}
     if a.matrix:
         meta["cpu_ours"] = measure_cpu()
     if out:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.detection.report_variants import variant_sections
+
 Line = dict[str, Any]
 OURS = "ours"
 
@@ -132,8 +134,8 @@ def _cpu(cpu: dict[str, Any]) -> tuple[bool | None, str]:
                 f"(<= 1000); memory O(J) per e-process plus one fixed log-histogram sketch")
 
 
-SUMMARY_METHODS = ("ours", "kayenta-10m", "kayenta-2m", "argo-abs-fl0-1m", "argo-abs-fl3-1m",
-                   "flagger-abs-t1-1m", "flagger-abs-t5-1m", "flagger-rel-t5-1m")
+SUMMARY_METHODS = ("ours", "ours-blockpaired", "kayenta-10m", "kayenta-2m", "argo-abs-fl0-1m",
+                   "argo-abs-fl3-1m", "flagger-abs-t1-1m", "flagger-abs-t5-1m", "flagger-rel-t5-1m")
 
 
 def _short(x: Line | None) -> str:
@@ -160,7 +162,8 @@ def summary_table(lines: list[Line]) -> list[str]:
 def write_markdown(path: str, lines: list[Line], meta: dict[str, Any]) -> None:
     out = ["# Detection benchmark", "",
            f"suite seed {meta.get('suite_seed')}, wall {meta.get('wall_s')} s on "
-           f"{meta.get('workers')} workers. Exposure = canary requests before the rollback "
+           f"{meta.get('workers')} workers, {meta.get('cpu_s_total', '-')} CPU s in the "
+           "workers. Exposure = canary requests before the rollback "
            "decision; misses count as infinite exposure in median/p90 ('-' = a miss). "
            "Efficiency = median exposure / oracle fixed-horizon n (80% power, one-sided, "
            "alpha/m per metric).", "", "## Targets", ""]
@@ -171,7 +174,8 @@ def write_markdown(path: str, lines: list[Line], meta: dict[str, Any]) -> None:
             "back healthy canaries also 'detects' every regression quickly: read a method's "
             "effect columns together with its null rows.", ""]
     out += summary_table(lines)
-    out += ["", "## Per scenario", ""]
+    out += ["", *variant_sections(lines)]
+    out += ["## Per scenario", ""]
     for sc in dict.fromkeys(x["scenario"] for x in lines):
         cells = [x for x in lines if x["scenario"] == sc]
         desc = cells[0]["config"]["scenario"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.detection.methods import Method, get_methods
+from benchmarks.detection.methods import Method, applies, get_methods
 from benchmarks.detection.methods.oracle import oracle_n
 from benchmarks.detection.scenario import Scenario
 from benchmarks.detection.simulator import seed_sequence, simulate
@@ -28,11 +28,6 @@ class RunResult:
     guard: str | None
 
 
-def applies(m: Method, sc: Scenario) -> bool:
-    """Skip method variants that are identical to another on this scenario."""
-    return not (m.name == "ours-nowarmup" and sc.warmup_s == 0)
-
-
 def run_one(sc: Scenario, run_index: int, suite_seed: int,
             methods: list[Method]) -> tuple[list[RunResult], float]:
     """Simulate one run and judge it with every method. Returns results and CPU seconds."""
@@ -40,7 +35,7 @@ def run_one(sc: Scenario, run_index: int, suite_seed: int,
     run = simulate(sc, run_index, suite_seed)
     out = []
     for m in methods:
-        if not applies(m, sc):
+        if not applies(m.name, sc):
             continue
         # methods' own randomness (Kayenta's baseline sample) from a child of the run's seed
         ss = seed_sequence(suite_seed, sc.name, run_index)

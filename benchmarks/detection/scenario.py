@@ -38,7 +38,18 @@ class SimConfig:
     diurnal_error_amp: float = 0.0  # stable error-probability multiplier, both arms
     diurnal_period_s: float = 3600.0
     bursts: tuple[tuple[float, float, float], ...] = ()  # (start_s, duration_s, rate factor)
+    # shared load spikes: onsets at Poisson times (mean gap spike_every_s, 0 = none), load
+    # x spike_load at onset decaying exp(-dt / spike_decay_s); both arms' latency level is
+    # load ** load_latency_power (bursts and spikes: more load, higher level)
+    spike_every_s: float = 0.0
+    spike_decay_s: float = 5.0
+    spike_load: float = 1.0
+    load_latency_power: float = 0.0
+    lat_dist: str = "lognormal"  # or "pareto" (classic Pareto, median lat_median_ms)
+    pareto_shape: float = 2.0  # tail index (< 2: infinite variance)
     unit: str = "request"  # "request" or "session" (sticky routing)
+    sticky: str = "draw"  # "draw": arm drawn once per session; "hash": the router's rendezvous
+    #                       hashing (RoutingTable.choose(u, key=...)), keys move when w changes
     session_mean: float = 20.0  # mean requests per session (geometric)
     session_gap_s: float = 2.0  # mean gap between requests of a session
     session_latency_sd: float = 0.3  # per-session log-latency random effect
@@ -51,6 +62,7 @@ class SimConfig:
     accuracy: float = 0.9
     label_frac: float = 0.2
     label_delay_s: float = 300.0
+    prob_kappa: float = 10.0  # predicted-label probability ~ Beta(k acc, k (1 - acc)), calibrated
     ml: bool = False  # generate predictions, labels, shadow disagreement
     # canary deltas (ground truth)
     err_ratio: float = 1.0
@@ -63,6 +75,11 @@ class SimConfig:
     drift_s: float = 0.0
     acc_drop: float = 0.0
     disagree_rate: float = 0.05
+    # deployed event path: requests complete at arrival + latency on one of ``replicas``
+    # routers, which record at completion; judges get events released below the watermark
+    deployed: bool = False
+    tick_s: float = 1.0
+    replicas: int = 2
     # trace replay
     trace: str | None = None
     trace_synth: tuple[tuple[str, Any], ...] | None = None  # synthesise a trace once (kwargs)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from benchmarks.detection.load import Load, draw_load
 from benchmarks.detection.scenario import Scenario, SimConfig
+from benchmarks.detection.sessions import hashed_arms
 from benchmarks.detection.trace import load_trace_for
 
 
@@ -28,8 +30,10 @@ class Run:
     error: np.ndarray  # bool
     horizon_s: float
     session: np.ndarray | None = None  # int session id (sticky routing) or None
+    key: np.ndarray | None = None  # session key (rendezvous-hashed sessions) or None
     score: np.ndarray | None = None  # prediction score in [0, 1]
     correct: np.ndarray | None = None  # bool, prediction correct
+    prob: np.ndarray | None = None  # model's probability for its predicted label (Brier)
     labelled: np.ndarray | None = None  # bool, label comes back
     label_t: np.ndarray | None = None  # time the label arrives
     disagree: np.ndarray | None = None  # bool, shadow disagreement (meaningful on canary rows)
@@ -66,17 +70,6 @@ def weight_at(cfg: SimConfig, t: np.ndarray) -> np.ndarray:
     return np.where(t >= 0, w, 0.0)
 
 
-def _load_factor(cfg: SimConfig, t: np.ndarray) -> np.ndarray:
-    f = 1.0 + cfg.diurnal_amp * np.sin(2 * np.pi * t / cfg.diurnal_period_s)
-    for start, dur, factor in cfg.bursts:
-        f = np.where((t >= start) & (t < start + dur), f * factor, f)
-    return f
-
-
-def _max_load(cfg: SimConfig) -> float:
-    return (1.0 + abs(cfg.diurnal_amp)) * max([1.0] + [b[2] for b in cfg.bursts])
-
-
 def _poisson_times(rng: np.random.Generator, rate: float, t0: float, t1: float) -> np.ndarray:
     n = rng.poisson(rate * (t1 - t0))
     gaps = rng.standard_exponential(n + 1)  # uniform order statistics via spacings (no sort)
@@ -84,23 +77,24 @@ def _poisson_times(rng: np.random.Generator, rate: float, t0: float, t1: float) 
     return t0 + (t1 - t0) * cum[:-1] / cum[-1]
 
 
-def _thinned_times(rng: np.random.Generator, cfg: SimConfig, rate: float) -> np.ndarray:
-    fmax = _max_load(cfg)
+def _thinned_times(rng: np.random.Generator, cfg: SimConfig, load: Load,
+                   rate: float) -> np.ndarray:
+    fmax = load.max_factor()
     t = _poisson_times(rng, rate * fmax, -cfg.pre_canary_s, cfg.horizon_s)
     if fmax == 1.0:
         return t
-    keep = rng.random(t.size) < _load_factor(cfg, t) / fmax
+    keep = rng.random(t.size) < load.factor(t) / fmax
     return t[keep]
 
 
-def _arrivals(rng: np.random.Generator,
-              cfg: SimConfig) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _arrivals(rng: np.random.Generator, cfg: SimConfig,
+              load: Load) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Request times, session id per request (or None), number of sessions."""
     if cfg.unit == "request":
-        return _thinned_times(rng, cfg, cfg.rate), None, 0
+        return _thinned_times(rng, cfg, load, cfg.rate), None, 0
     if cfg.unit != "session":
         raise ValueError(f"unit must be request|session, got {cfg.unit!r}")
-    starts = _thinned_times(rng, cfg, cfg.rate / cfg.session_mean)
+    starts = _thinned_times(rng, cfg, load, cfg.rate / cfg.session_mean)
     sizes = rng.geometric(1.0 / cfg.session_mean, starts.size)
     sid = np.repeat(np.arange(starts.size), sizes)
     gaps = rng.exponential(cfg.session_gap_s, sid.size)
@@ -115,14 +109,18 @@ def _arrivals(rng: np.random.Generator,
 
 
 def _route(rng: np.random.Generator, cfg: SimConfig, t: np.ndarray, sid: np.ndarray | None,
-           n_sessions: int, w: np.ndarray) -> np.ndarray:
+           n_sessions: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if sid is None:
-        return rng.random(t.size) < w
+        return rng.random(t.size) < w, None
+    if cfg.sticky == "hash":
+        return hashed_arms(rng, cfg, t, sid, n_sessions)
+    if cfg.sticky != "draw":
+        raise ValueError(f"sticky must be draw|hash, got {cfg.sticky!r}")
     # the session's arm is drawn once, with the weight at its first request
     first_t = np.full(n_sessions, np.inf)
     np.minimum.at(first_t, sid, t)
     u = rng.random(n_sessions)
-    return u[sid] < weight_at(cfg, first_t)[sid]
+    return u[sid] < weight_at(cfg, first_t)[sid], None
 
 
 def _canary_latency(cfg: SimConfig, rng: np.random.Generator, t: np.ndarray,
@@ -164,6 +162,28 @@ def _ml_fields(cfg: SimConfig, rng: np.random.Generator, run: Run) -> None:
     run.labelled = rng.random(n) < cfg.label_frac
     run.label_t = run.t + cfg.label_delay_s
     run.disagree = can & (rng.random(n) < cfg.disagree_rate)
+    run.prob = _calibrated_prob(cfg, rng, run.correct)
+
+
+def _calibrated_prob(cfg: SimConfig, rng: np.random.Generator,
+                     correct: np.ndarray | None) -> np.ndarray:
+    """The model's probability for its predicted label, calibrated for the stable model:
+    p ~ Beta(k acc, k (1 - acc)) and correct | p ~ Bernoulli(p) is, given ``correct``,
+    p ~ Beta(k acc + 1, k (1 - acc)) if right, Beta(k acc, k (1 - acc) + 1) if wrong. A
+    less accurate canary answers with the same confidence, so its Brier score is worse."""
+    assert correct is not None
+    a, b = cfg.prob_kappa * cfg.accuracy, cfg.prob_kappa * (1.0 - cfg.accuracy)
+    return rng.beta(a + correct, b + ~correct)
+
+
+def _log_latency(cfg: SimConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per-request log latency around the median: lognormal (sigma) or classic Pareto."""
+    if cfg.lat_dist == "lognormal":
+        return np.log(cfg.lat_median_ms) + cfg.lat_sigma * rng.standard_normal(n)
+    if cfg.lat_dist == "pareto":  # x_m U^(-1/a), median x_m 2^(1/a)
+        a = cfg.pareto_shape
+        return np.log(cfg.lat_median_ms) - np.log(2.0) / a - np.log1p(-rng.random(n)) / a
+    raise ValueError(f"lat_dist must be lognormal|pareto, got {cfg.lat_dist!r}")
 
 
 def simulate(sc: Scenario, run_index: int, suite_seed: int = 0) -> Run:
@@ -172,23 +192,24 @@ def simulate(sc: Scenario, run_index: int, suite_seed: int = 0) -> Run:
     cfg = sc.sim
     if cfg.trace is not None or cfg.trace_synth is not None:
         return _replay(sc, rng)
-    t, sid, n_sessions = _arrivals(rng, cfg)
+    load = draw_load(rng, cfg)
+    t, sid, n_sessions = _arrivals(rng, cfg, load)
     n = t.size
     w = weight_at(cfg, t)
-    canary = _route(rng, cfg, t, sid, n_sessions, w)
+    canary, key = _route(rng, cfg, t, sid, n_sessions, w)
     season = np.sin(2 * np.pi * t / cfg.diurnal_period_s)
-    lat_log = np.log(cfg.lat_median_ms) + cfg.lat_sigma * rng.standard_normal(n)
+    lat_log = _log_latency(cfg, rng, n)
     p = cfg.p_err * (1.0 + cfg.diurnal_error_amp * season)
     if sid is not None:
         lat_log = lat_log + cfg.session_latency_sd * rng.standard_normal(n_sessions)[sid]
         k = cfg.session_error_shape
         p = p * rng.gamma(k, 1.0 / k, n_sessions)[sid]
-    base = np.exp(lat_log) * (1.0 + cfg.diurnal_latency_amp * season)
+    base = np.exp(lat_log) * (1.0 + cfg.diurnal_latency_amp * season) * load.level(t)
     latency = np.where(canary, _canary_latency(cfg, rng, t, base), base)
     p = np.where(canary, p * cfg.err_ratio, p)
     error = rng.random(n) < np.clip(p, 0.0, 1.0)
     run = Run(t=t, canary=canary, w=w, latency=latency, error=error, horizon_s=cfg.horizon_s,
-              session=sid)
+              session=sid, key=key)
     if cfg.ml:
         _ml_fields(cfg, rng, run)
     return run

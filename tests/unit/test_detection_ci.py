@@ -208,30 +208,132 @@ def test_noether_oracle_anchor() -> None:
     assert oracle_n(sc) is not None and oracle_n(Scenario(name="n")) is None
 
 
-# --- vectorised kernels == the library driven per 1 s batch ---------------------------------
+# --- vectorised kernels == the library driven per tick ----------------------------------------
+SPIKES: dict[str, Any] = {"spike_every_s": 30.0, "spike_decay_s": 5.0, "spike_load": 3.0,
+                          "load_latency_power": 1.0, "deployed": True}
+
+
+@pytest.mark.parametrize("latency", ["arm_bet", "block_paired"])
 @pytest.mark.parametrize("name, knobs, guards", [
     ("eq-err", {"err_ratio": 2.0}, ("errors", "latency", "tail")),
     ("eq-lat", {"lat_mult": 1.1, "tail_frac": 0.02, "tail_mult": 3.0}, ("errors", "latency",
                                                                        "tail")),
     ("eq-ml", {"ml": True, "drift_s": 0.1, "acc_drop": 0.05, "disagree_rate": 0.07},
      ("errors", "latency", "tail", "drift", "disagreement", "accuracy")),
+    ("eq-spikes", {**SPIKES, "lat_mult": 1.03, "lat_sigma": 0.3,
+                   "weight": ((0.0, 0.1), (150.0, 0.5))}, ("errors", "latency", "tail")),
 ])
 def test_kernels_match_rayrollout_eprocesses(name: str, knobs: dict[str, Any],
-                                             guards: tuple[str, ...]) -> None:
+                                             guards: tuple[str, ...], latency: str) -> None:
+    """Ours (arm bets, and block pairing) as vectorised kernels and as the library's
+    e-processes fed one tick's released events at a time: the same decisions, on the
+    scenario's event path (the deployed path for eq-spikes)."""
     pytest.importorskip("rayrollout.analysis.eprocess")
     from benchmarks.detection.methods.sequential_api import SequentialAPI
 
     cfg = dataclasses.replace(MED_10MIN, horizon_s=300.0, label_delay_s=30.0, **knobs)
     sc = Scenario(name=name, guards=guards, sim=cfg)
     rng = np.random.default_rng(0)
+    fast_m, api_m = Sequential(latency=latency), SequentialAPI(latency=latency)
     for i in range(2):
         run = simulate(sc, i, SUITE)
-        fast, api = Sequential().judge(run, sc, rng), SequentialAPI().judge(run, sc, rng)
+        fast, api = fast_m.judge(run, sc, rng), api_m.judge(run, sc, rng)
         assert (fast.t_decision, fast.extra.get("guard")) == (api.t_decision,
                                                               api.extra.get("guard"))
-        for g, s in Sequential().streams(run, sc):
+        for g, s in fast_m.streams(run, sc):
             if s.log_e.size and api.t_decision is None:
                 assert np.isfinite(s.log_e).all(), g
+
+
+def test_arm_bet_latency_trajectory_equals_the_library_per_batch() -> None:
+    """Test B' kernel (mid-ranks against the last ``window`` values before each batch, bets
+    on (A - w) g / max(w, 1 - w)) against ``ArmBetLatency.observe_many`` per tick, value by
+    value, with ties and a weight step."""
+    from benchmarks.detection.methods import armbet
+    from benchmarks.detection.methods.kernels import SIGN_LAMBDAS, bet_log_e
+    from rayrollout.analysis.eprocess import ArmBetLatency
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    batch = np.sort(rng.integers(0, 60, n)).astype(float)
+    w = np.where(batch < 30, 0.1, 0.5)
+    a = rng.random(n) < w
+    lat = np.round(rng.lognormal(4.6, 0.6, n) * np.where(a, 1.1, 1.0))  # ms, with ties
+    g = armbet.midrank_scores(lat, batch, 200)
+    z, keep = armbet.arm_z(a, w, g)
+    fast = bet_log_e(z, SIGN_LAMBDAS)
+    lib = ArmBetLatency(lambdas=SIGN_LAMBDAS, window=200)
+    path = []
+    for b in np.unique(batch):
+        m = batch == b
+        lib.observe_many(a[m], w[m], lat[m])
+        path.append(lib.log_e)
+    ends = np.flatnonzero(np.r_[np.diff(batch[keep]) != 0, True])
+    np.testing.assert_allclose(fast[ends], path, rtol=1e-9, atol=1e-9)
+    assert fast.max() == pytest.approx(lib.max_log_e, rel=1e-9)
+
+
+def test_deployed_path_real_recorders_match_the_emulation() -> None:
+    """The real router ``Recorder`` per replica (arrive / record at completion / leave,
+    ``collect(epoch, now)`` every tick) merged by ``ArrivalOrder`` releases exactly the
+    batches the vectorised watermark emulation computes; the judges see arrival order."""
+    pytest.importorskip("rayrollout.dataplane.ordering")
+    from benchmarks.detection.delivery import deliver
+    from benchmarks.detection.delivery_real import real_watermark_delivery
+
+    cfg = dataclasses.replace(MED_10MIN, horizon_s=120.0, pre_canary_s=20.0, lat_sigma=0.8,
+                              **SPIKES)
+    run = simulate(Scenario(name="real-path", sim=cfg), 0, SUITE)
+    emulated = deliver(run, "watermark")
+    for replicas in (1, 3):
+        real = real_watermark_delivery(run, 1.0, replicas, seed=replicas)
+        np.testing.assert_array_equal(real.order, emulated.order)
+        np.testing.assert_array_equal(real.release, emulated.release)
+    done = np.isfinite(emulated.release)
+    assert (np.diff(run.t[emulated.order[done]]) > 0).all()  # arrival order
+    held = emulated.release[done] - run.t[emulated.order[done]]
+    assert held.max() > 1.0  # slow requests hold later arrivals back past their tick
+    before_fix = deliver(run, "completion")
+    assert (np.diff(run.t[before_fix.order]) < 0).any()
+
+
+def test_ci_null_spikes_deployed_arm_bets_valid_block_pairing_not() -> None:
+    """Shared x3 load spikes (every ~10 s, 5 s decay, little per-request noise) through the
+    deployed path, latency guard alone at alpha 0.05: test B' stays within alpha, test B
+    (each canary request against the stable requests after it: a decaying level makes the
+    canary look slower) rolls back most healthy canaries (the reason for the change)."""
+    cfg = dataclasses.replace(MED_10MIN, pre_canary_s=60.0, lat_sigma=0.05,
+                              **{**SPIKES, "spike_every_s": 10.0})
+    sc = Scenario(name="ci-null-spikes", guards=("latency",), sim=cfg)
+    ours, test_b = Sequential(), Sequential(latency="block_paired")
+    hits = {"ours": 0, "block_paired": 0}
+    for i in range(40):
+        run = simulate(sc, i, SUITE)
+        hits["ours"] += ours.judge(run, sc, np.random.default_rng(0)).rolled_back
+        hits["block_paired"] += test_b.judge(run, sc, np.random.default_rng(0)).rolled_back
+    assert hits["ours"] <= 4, hits  # <= 10% of 40 (alpha 5%)
+    assert hits["block_paired"] >= 16, hits  # >= 40%
+
+
+def test_rendezvous_sessions_move_as_the_router_moves_them() -> None:
+    from rayrollout.dataplane.routing import RoutingTable
+
+    cfg = dataclasses.replace(MED_10MIN, horizon_s=240.0, pre_canary_s=0.0, unit="session",
+                              sticky="hash", session_gap_s=20.0,
+                              weight=((0.0, 0.1), (80.0, 0.5), (160.0, 0.05)))
+    run = simulate(Scenario(name="hash", sim=cfg), 0, SUITE)
+    assert run.key is not None and run.session is not None
+    tables = {w: RoutingTable(model="m", epoch=1, weights={"stable": 1 - w, "canary": w})
+              for w in (0.1, 0.5, 0.05)}
+    for i in range(0, run.t.size, 97):
+        want = tables[float(run.w[i])].choose(0.5, key=str(run.key[i])).version
+        assert (want == "canary") == bool(run.canary[i])
+    moved_in = moved_out = 0
+    for sid in np.unique(run.session):
+        arms = run.canary[run.session == sid]
+        moved_in += bool(arms[0] < arms.max())
+        moved_out += bool(arms[0] > arms.min())
+    assert moved_in and moved_out  # 10% -> 50% moves keys in, 50% -> 5% moves them out
 
 
 def test_cli_prints_one_json_line_per_scenario_and_method(

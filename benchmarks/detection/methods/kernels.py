@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import logsumexp
 
 RHO_GRID = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 SIGN_LAMBDAS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
@@ -21,12 +20,37 @@ def _theta(w: np.ndarray, rho: float | np.ndarray) -> np.ndarray:
     return w * rho / (w * rho + 1.0 - w)
 
 
-def mixture_log_e(increments: np.ndarray) -> np.ndarray:
-    """log of the equal-weight mixture of products, after each row of (K, J) log-increments."""
-    if increments.shape[0] == 0:
+EXACT_FROM = 2.0  # below every threshold in use (log(1 / 0.05) = 3.0)
+
+
+def mixture_log_e(increments: np.ndarray, exact_from: float | None = None) -> np.ndarray:
+    """log of the equal-weight mixture of products, after each row of (K, J) log-increments.
+
+    With ``exact_from``, rows whose best component ``top`` is below both ``exact_from`` and
+    ``max(top) - log J`` get the lower bound ``top - log J`` instead of the exact value: such a
+    row can neither reach a threshold >= ``exact_from`` nor be the running maximum (the
+    mixture lies in ``[top - log J, top]``), so crossings and the peak stay exact."""
+    return _mixture_columns(np.array(increments, dtype=float).T, exact_from)
+
+
+def _mixture_columns(s: np.ndarray, exact_from: float | None) -> np.ndarray:
+    """``mixture_log_e`` on (J, K) increments, overwritten (contiguous rows: fast cumsums)."""
+    if s.shape[1] == 0:
         return np.zeros(0)
-    s = np.cumsum(increments, axis=0)
-    return logsumexp(s, axis=1) - math.log(increments.shape[1])
+    s = np.ascontiguousarray(s)
+    np.cumsum(s, axis=1, out=s)
+    top = s.max(axis=0)
+    log_j = math.log(s.shape[0])
+    if exact_from is None:
+        cols: slice | np.ndarray = slice(None)
+        out = np.empty(top.size)
+    else:
+        cols = np.flatnonzero(top >= min(exact_from, float(top.max()) - log_j))
+        out = top - log_j
+    sub = s[:, cols] - top[cols]
+    np.exp(sub, out=sub)
+    out[cols] = top[cols] + np.log(sub.mean(axis=0))
+    return out
 
 
 def bad_event_log_e(from_canary: np.ndarray, w: np.ndarray, rho0: float = 1.0,
@@ -41,11 +65,12 @@ def bad_event_log_e(from_canary: np.ndarray, w: np.ndarray, rho0: float = 1.0,
     return mixture_log_e(inc)
 
 
-def bet_log_e(x: np.ndarray, lambdas: tuple[float, ...] | np.ndarray) -> np.ndarray:
+def bet_log_e(x: np.ndarray, lambdas: tuple[float, ...] | np.ndarray,
+              exact_from: float | None = None) -> np.ndarray:
     """Betting e-process sum_j pi_j prod_i (1 + lambda_j x_i) (x = Z for test B, D - d0 for a
-    bounded mean)."""
-    lam = np.asarray(lambdas, float)[None, :]
-    return mixture_log_e(np.log1p(lam * np.asarray(x, float)[:, None]))
+    bounded mean). ``exact_from``: see ``mixture_log_e``."""
+    lam = np.asarray(lambdas, float)[:, None]
+    return _mixture_columns(np.log1p(lam * np.asarray(x, float)[None, :]), exact_from)
 
 
 def block_pairs(t: np.ndarray, canary: np.ndarray, value: np.ndarray, tau: float = 0.0,
@@ -87,15 +112,3 @@ def refreshed_quantiles(t: np.ndarray, values: np.ndarray, p: float, refresh_s: 
     idx = np.argmax(cb >= p * total[:, None], axis=1)
     q = np.exp(LOG_LO + (idx + 1) * LOG_STEP)
     return np.where(total > 0, q, np.inf)
-
-
-def first_batch_crossing(ev_t: np.ndarray, log_e: np.ndarray, threshold: float,
-                         batch_s: float = 1.0) -> float | None:
-    """Decision time under per-batch evaluation: the end of the first batch in which the running
-    maximum of log E reached the threshold (what a judge reading ``max_log_e`` at each batch end
-    sees; Ville's inequality bounds the probability that the maximum ever gets there)."""
-    idx = np.flatnonzero(log_e >= threshold)
-    if idx.size == 0:
-        return None
-    return float((math.floor(ev_t[idx[0]] / batch_s) + 1) * batch_s)
-

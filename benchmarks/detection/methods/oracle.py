@@ -68,12 +68,77 @@ def beta_cles(a1: float, b1: float, a0: float, b0: float) -> float:
     return float(val)
 
 
+def _segments(cfg: SimConfig) -> list[tuple[float, float]]:
+    """(start, canary weight) of each weight step (a constant weight is one step at 0)."""
+    if isinstance(cfg.weight, tuple):
+        return [(float(s), float(w)) for s, w in cfg.weight]
+    return [(0.0, float(cfg.weight))]
+
+
+def _latency_step(cfg: SimConfig, w: float, span: float, need: float,
+                  acc: list[float]) -> bool:
+    """Advance the latency information ``acc = [info, canary]`` through one step; True once
+    ``info`` reaches ``need`` (``acc`` then holds the canary requests at that point)."""
+    per_s = w * (1 - w) * cfg.rate
+    dt = min(span, (need - acc[0]) / per_s) if per_s > 0 else span
+    acc[0] += per_s * dt
+    acc[1] += w * cfg.rate * dt
+    return acc[0] >= need - 1e-9
+
+
+def _errors_step(cfg: SimConfig, w: float, span: float, za: float, zb: float,
+                 acc: list[float]) -> bool:
+    """Same for the bad-event arm split: ``acc = [drift, var0, var1, canary]``."""
+    rho = cfg.err_ratio
+    th = w * rho / (w * rho + 1 - w)
+    ev_s = cfg.p_err * cfg.rate * (w * rho + 1 - w)  # bad events per second
+    drift, var0, var1 = acc[0], acc[1], acc[2]
+
+    def ok(dt: float) -> bool:
+        n = ev_s * dt
+        return drift + n * (th - w) >= (za * math.sqrt(var0 + n * w * (1 - w))
+                                        + zb * math.sqrt(var1 + n * th * (1 - th)))
+
+    lo, hi = 0.0, min(span, 1e7)
+    done = ok(hi)
+    if done:
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    n = ev_s * hi
+    acc[:] = [drift + n * (th - w), var0 + n * w * (1 - w), var1 + n * th * (1 - th),
+              acc[3] + w * cfg.rate * hi]
+    return done
+
+
+def stepped_oracle_n(cfg: SimConfig, primary: str, alpha: float, power: float = 0.8) -> float:
+    """Canary requests a fixed-horizon test pooling every step needs (weights known per
+    request), accumulated along the schedule at ``rate``. Latency: the linear rank statistic
+    ``sum (A - w) g`` needs ``sum w (1 - w) >= (z_a + z_b)^2 / (12 (c - 1/2)^2)``; errors: the
+    conditional arm split of bad events needs ``sum (theta - w) >= z_a sqrt(sum w (1 - w)) +
+    z_b sqrt(sum theta (1 - theta))``. Both reduce to the constant-weight formulas."""
+    za, zb = _z(alpha), _z(1 - power)
+    segs = _segments(cfg)
+    ends = [s for s, _ in segs[1:]] + [math.inf]
+    lat = primary == "latency"
+    need = (za + zb) ** 2 / (12 * (latency_cles(cfg) - 0.5) ** 2) if lat else math.inf
+    acc = [0.0, 0.0] if lat else [0.0, 0.0, 0.0, 0.0]
+    for (start, w), end in zip(segs, ends, strict=True):
+        done = (_latency_step(cfg, w, end - start, need, acc) if lat
+                else _errors_step(cfg, w, end - start, za, zb, acc))
+        if done:
+            return acc[-1]
+    return math.inf
+
+
 def oracle_n(sc: Scenario, alpha: float | None = None, power: float = 0.8) -> float | None:
     """Canary requests a fixed-horizon test needs for 80% power; None for null scenarios."""
     if sc.truth != "effect":
         return None
     cfg = sc.sim
     a = 0.05 / len(sc.guards) if alpha is None else alpha
+    if isinstance(cfg.weight, tuple) and sc.primary in ("errors", "latency"):
+        return stepped_oracle_n(cfg, sc.primary, a, power)
     w = _mean_weight(cfg)
     if sc.primary == "errors":
         rho, p = cfg.err_ratio, cfg.p_err
