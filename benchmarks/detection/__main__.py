@@ -5,7 +5,8 @@
     python -m benchmarks.detection --matrix
 
 Prints one JSON line per (scenario, method). ``--matrix`` runs every file in
-``benchmarks/detection/scenarios`` with its own seed count and writes
+``benchmarks/detection/scenarios`` with its own run count (null scenarios: 300 runs, then
+their 600 where 300 cannot show the bound; ``--null-first``) and writes
 ``benchmarks/results/detection.json`` and ``benchmarks/results/detection.md``.
 """
 
@@ -21,7 +22,7 @@ from benchmarks._common.output import relativize
 from benchmarks.detection.cpu import measure_cpu
 from benchmarks.detection.methods import DEFAULT_METHODS
 from benchmarks.detection.report import write_markdown
-from benchmarks.detection.runner import run_scenarios, summarise_all
+from benchmarks.detection.runner import run_matrix, run_scenarios, summarise_all
 from benchmarks.detection.scenario import all_scenarios, load_scenario
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--horizon-min", type=float, default=None, help="override the horizon")
     ap.add_argument("--suite-seed", type=int, default=20240501)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--null-first", type=int, default=300,
+                    help="--matrix: null runs before extending to the file's count where "
+                         "they cannot show the bound (default 300)")
     ap.add_argument("--out", default=None, help="write the JSON lines here too")
     ap.add_argument("--md", default=None, help="write a markdown report here")
     ap.add_argument("--from-json", default=None, help="only rebuild the markdown from a JSON")
@@ -53,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [sc.with_horizon(a.horizon_min * 60.0) for sc in scenarios]
     methods = list(a.methods or DEFAULT_METHODS)
     t0 = time.perf_counter()
-    results, cpu = run_scenarios(scenarios, a.seeds, a.suite_seed, methods, a.workers)
+    if a.matrix and a.seeds is None:
+        scenarios, results, cpu = run_matrix(scenarios, a.suite_seed, methods, a.workers,
+                                             a.null_first)
+    else:
+        results, cpu = run_scenarios(scenarios, a.seeds, a.suite_seed, methods, a.workers)
     wall = time.perf_counter() - t0
     lines = relativize(summarise_all(scenarios, results, a.suite_seed, methods))
     for line in lines:
@@ -63,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"wall_s": round(wall, 1), "workers": a.workers,
             "cpu_s_total": round(sum(cpu.values()), 1),
             "cpu_s_per_scenario": {k: round(v, 1) for k, v in cpu.items()},
-            "suite_seed": a.suite_seed}
+            "suite_seed": a.suite_seed,
+            "runs": {sc.name: sc.seeds if a.seeds is None else a.seeds for sc in scenarios}}
     if a.matrix:
         meta["cpu_ours"] = measure_cpu()
     if out:

@@ -355,3 +355,84 @@ def test_cli_prints_one_json_line_per_scenario_and_method(
     assert "false_rollback" in lines[0] and "miss_rate" in lines[2]
     assert lines[0]["seeds"]["run_indices"] == [0, 2]
     assert json.loads(out.read_text())["results"] == lines
+
+
+def test_session_mode_is_the_judges_session_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendezvous-hashed sessions through the deployed path: the benchmark's session selection
+    (first judged request per session for latency, first bad one for errors) gives the same
+    e-processes as the library's judges in ``unit_mode="session"`` (their ``UnitTracker``),
+    fed one released tick at a time, across a weight step (a new routing epoch)."""
+    from benchmarks.detection.delivery import cached_delivery
+    from benchmarks.detection.methods import armbet
+    from benchmarks.detection.methods import guards as gd
+    from benchmarks.detection.methods.kernels import RHO_GRID, SIGN_LAMBDAS
+    from benchmarks.detection.methods.view import view_of
+    from rayrollout.analysis.judges.errors import ErrorRateJudge
+    from rayrollout.analysis.judges.latency import LatencyJudge
+    from rayrollout.dataplane.events import EventBatch, Outcome
+
+    cfg = dataclasses.replace(MED_10MIN, horizon_s=300.0, pre_canary_s=0.0, unit="session",
+                              sticky="hash", session_gap_s=5.0, err_ratio=3.0, lat_mult=1.2,
+                              weight=((0.0, 0.1), (150.0, 0.5)), deployed=True)
+    sc = Scenario(name="sessions-judges", guards=("errors", "latency"), sim=cfg)
+    run = simulate(sc, 0, SUITE)
+    assert run.session is not None
+    monkeypatch.setattr(armbet, "EXACT_FROM", None)  # the exact mixture below the thresholds
+    m = Sequential()
+    v = view_of(run, sc, None)
+    lat_stream, err_stream = gd.latency(m, v, 0.0), gd.errors(m, v, 0.0)
+    lat_j = LatencyJudge(lambdas=SIGN_LAMBDAS, unit_mode="session", min_blocks=0, start_t=0.0)
+    err_j = ErrorRateJudge(grid=RHO_GRID, unit_mode="session", min_candidate_requests=0,
+                           start_t=0.0)
+    epochs = 1 + (run.t >= 150.0).astype(np.int64)
+    lat_path: list[tuple[float, float]] = []
+    err_path: list[tuple[float, float]] = []
+    seen = 0
+    for tick, rows in cached_delivery(run, "watermark").batches():
+        c = run.canary[rows]
+        batch = EventBatch(
+            t=run.t[rows], version=np.where(c, "v2", "v1").astype(object),
+            weight=np.where(c, run.w[rows], 1.0 - run.w[rows]), latency_ms=run.latency[rows],
+            outcome=np.where(run.error[rows], int(Outcome.ERROR), int(Outcome.OK)).astype(
+                np.int8),
+            prediction=np.full(rows.size, np.nan),
+            unit=np.asarray([str(s) for s in run.session[rows]], dtype=object),
+            randomised=np.ones(rows.size, dtype=bool), epoch=epochs[rows])
+        seen += rows.size
+        for judge, path, stream in ((lat_j, lat_path, lat_stream), (err_j, err_path, err_stream)):
+            judge.observe(batch, "v1", "v2")
+            upto = np.flatnonzero(stream.t <= tick)
+            path.append((judge.proc.log_e, float(stream.log_e[upto[-1]]) if upto.size else 0.0))
+    assert seen > 20_000 and len(np.unique(run.session)) < seen / 3  # real sessions
+    for path in (lat_path, err_path):
+        lib, fast = np.asarray(path).T
+        np.testing.assert_allclose(lib, fast, rtol=1e-9, atol=1e-9)
+        assert np.ptp(lib) > 1.0  # the processes moved
+
+
+def test_matrix_extends_only_the_nulls_300_runs_cannot_show(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Null scenarios run 300 first; only one whose upper bound is above 7% gets its other
+    300 runs (indices 300..599); effect scenarios run their own count once."""
+    from benchmarks.detection import runner
+
+    calls: list[tuple[list[str], int]] = []
+    rate = {"null-a": 0.02, "null-b": 0.05, "eff": 1.0}
+
+    def fake(scs: list[Scenario], seeds: None, suite_seed: int, names: list[str],
+             workers: int, first: int = 0) -> tuple[list[runner.RunResult], dict[str, float]]:
+        calls.append(([sc.name for sc in scs], first))
+        out = [runner.RunResult(sc.name, i, "ours", 1.0 if i % 100 < 100 * rate[sc.name]
+                                else None, 1, None)
+               for sc in scs for i in range(first, sc.seeds)]
+        return out, {sc.name: 1.0 for sc in scs}
+
+    monkeypatch.setattr(runner, "run_scenarios", fake)
+    scs = [Scenario(name="null-a", truth="null", seeds=600),
+           Scenario(name="null-b", truth="null", seeds=600),
+           Scenario(name="eff", truth="effect", seeds=100)]
+    ran, results, cpu = runner.run_matrix(scs, SUITE, ["ours"], 1, 300)
+    assert calls == [(["null-a", "null-b", "eff"], 0), (["null-b"], 300)]
+    assert [sc.seeds for sc in ran] == [300, 600, 100]
+    assert sorted(r.run_index for r in results if r.scenario == "null-b") == list(range(600))
+    assert cpu == {"null-a": 1.0, "null-b": 2.0, "eff": 1.0}
