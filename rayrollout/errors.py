@@ -20,8 +20,15 @@
     ├── ModelRuntimeError           a runtime cannot serve an artifact at all              (500)
     │   ├── DeviceUnavailableError  asked for "cuda" where the runtime cannot use a GPU
     │   └── ModelLoadError          the artifact exists but cannot be loaded or described
-    └── AdminError                  the admin API refused or failed a call from a client;
-                                    ``status`` is its HTTP status (None: no answer at all)
+    ├── AdminError                  the admin API refused or failed a call from a client;
+    │                               ``status`` is its HTTP status (None: no answer at all)
+    └── StoreError                  the rollout store (SQLite) failed; nothing was written  (500)
+        ├── StoreBusy               another process holds its write lock (also Unavailable) (503)
+        ├── StoreFull               the disk (or the store's page limit) is full
+        └── StoreCorrupt            the file or a row is not what the store wrote
+
+    InputsPruned (a NotFound)       a rollout's recorded tick inputs were removed by the
+                                    store's retention: it cannot be replayed               (404)
 
 Third-party errors (onnxruntime, torch, Ray, httpx, pydantic) are translated into this tree at
 the boundary where they happen, with ``raise ... from``. A missing artifact stays a plain
@@ -129,6 +136,37 @@ class AdminError(RolloutError):
     def __init__(self, message: str, status: int | None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StoreError(RolloutError):
+    """The rollout store failed. Whatever the call was writing was not committed."""
+
+    code = "store_error"
+
+
+class StoreBusy(StoreError, UnavailableError):
+    """Another process held the store's write lock past the busy timeout; try again."""
+
+    code = "store_busy"
+
+
+class StoreFull(StoreError):
+    """The disk, or the store's page limit, is full."""
+
+    code = "store_full"
+
+
+class StoreCorrupt(StoreError):
+    """The store file is not a SQLite database, or is damaged, or a row is not what the store
+    wrote (invalid JSON or compression)."""
+
+    code = "store_corrupt"
+
+
+class InputsPruned(NotFound):
+    """A rollout's tick inputs were pruned by the store's retention; its log entries stay."""
+
+    code = "inputs_pruned"
 
 
 # Most specific first: the first matching class decides the status.

@@ -27,7 +27,7 @@ import numpy as np
 
 import rayrollout.client.api as rr
 from rayrollout.analysis.result import CheckResult
-from rayrollout.cli.render import evidence, status_line
+from rayrollout.cli.render import evidence, say, status_line
 from rayrollout.spec import RolloutSpec, load_spec, project_root
 
 
@@ -92,21 +92,21 @@ def _follow(ro: Any, timeout_s: float) -> dict[str, Any]:
     for st in ro.watch(0.5, timeout_s):
         key = (st["phase"], st["step"], st["epoch"])
         if key != last_key or time.monotonic() - last_print > 5:
-            print(status_line(st), flush=True)
+            say(status_line(st), flush=True)
             last_key, last_print = key, time.monotonic()
     return dict(ro.status())
 
 
 def _summary(title: str, history: list[dict[str, Any]]) -> None:
-    print(f"\n{title}")
+    say(f"\n{title}")
     for h in history:
-        print(f"  #{h['seq']:<2} {h['phase_from']:>17} -> {h['phase_to']:<17} {h['reason']}")
+        say(f"  #{h['seq']:<2} {h['phase_from']:>17} -> {h['phase_to']:<17} {h['reason']}")
     final = history[-1] if history else None
     if final:
         for cand, results in final["evidence"].items():
             for r in results:
                 ev = evidence(CheckResult.from_dict(r).view())
-                print(f"      {cand}.{r['check']:<14} {r['verdict']:<13} {ev:<15} {r['reason']}")
+                say(f"      {cand}.{r['check']:<14} {r['verdict']:<13} {ev:<15} {r['reason']}")
 
 
 def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> int:
@@ -126,10 +126,10 @@ def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> 
     )
     port = _free_port()
     t0 = time.monotonic()
-    print(f"rayrollout demo: local Ray + Serve on http://127.0.0.1:{port} (store {store})")
+    say(f"rayrollout demo: local Ray + Serve on http://127.0.0.1:{port} (store {store})")
     with local_serve(port):
         rr.ensure_serving(first)
-        print(f"stable {first.stable.name} is serving ({time.monotonic() - t0:.0f} s); "
+        say(f"stable {first.stable.name} is serving ({time.monotonic() - t0:.0f} s); "
               f"sending held-out digits from {concurrency} clients, labels posted back")
         traffic = Traffic(f"http://127.0.0.1:{port}", first.model, X, y, concurrency)
         traffic.start()
@@ -138,13 +138,13 @@ def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> 
         finally:
             traffic.stop()
         ok = _report(outcomes, traffic)
-    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
+    say(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s")
     return 0 if ok else 1
 
 
 def _rollout(label: str, spec: RolloutSpec) -> tuple[RolloutSpec, Any, dict[str, Any],
                                                         list[dict[str, Any]]]:
-    print(f"\n{label} rolling out {spec.candidates[0].name} over {spec.stable.name}")
+    say(f"\n{label} rolling out {spec.candidates[0].name} over {spec.stable.name}")
     ro = rr.start(spec)
     st = _follow(ro, 300)
     return spec, ro, st, ro.history()
@@ -156,16 +156,16 @@ def _report(outcomes: list[tuple[RolloutSpec, Any, dict[str, Any], list[dict[str
     v2 was promoted, v2-regressed rolled back, nothing failed and every replay is identical."""
     for i, (spec, _, st, history) in enumerate(outcomes, 1):
         _summary(f"rollout {i}: {spec.candidates[0].name} -> {st['phase']}", history)
-    print("\nserved (accuracy against the true labels):")
+    say("\nserved (accuracy against the true labels):")
     for v, n in sorted(traffic.served.items()):
-        print(f"  {v:<14} {n:>6} requests  {traffic.correct[v] / n:6.1%}")
+        say(f"  {v:<14} {n:>6} requests  {traffic.correct[v] / n:6.1%}")
     failed = sum(traffic.failed.values())
-    print(f"  rejected bad requests: {traffic.rejected}; failed requests: {failed}")
+    say(f"  rejected bad requests: {traffic.rejected}; failed requests: {failed}")
     ro = outcomes[-1][1]
     chain = ro.verify()
     rollouts = sorted({h["rollout"] for o in outcomes for h in o[3]})
     replays = [ro.replay(r) for r in rollouts]
-    print(f"decision log: {chain['message']}; replay from recorded inputs: "
+    say(f"decision log: {chain['message']}; replay from recorded inputs: "
           + ", ".join(f"rollout {r['rollout']} "
                       f"{'identical' if r['identical'] else 'DIFFERS'}" for r in replays))
     (_, _, st1, _), (_, _, st2, _) = outcomes

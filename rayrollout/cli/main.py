@@ -29,7 +29,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
-from rayrollout.cli.render import render_history, render_status
+from rayrollout.cli.render import render_history, render_status, safe_text, say
 from rayrollout.cli.validate import validate
 from rayrollout.client.admin import AdminClient
 from rayrollout.controller.phases import VERBS
@@ -62,16 +62,16 @@ def _dump(x: Any) -> str:
 def _status(c: AdminClient, args: argparse.Namespace) -> int:
     if not args.watch:
         st = c.status()
-        print(_dump(st) if args.json else render_status(st))
+        say(_dump(st) if args.json else render_status(st))
         return 0
     tty = sys.stdout.isatty() and not args.json
     while True:
         st = c.status()
         if args.json:
-            print(json.dumps(st), flush=True)
+            say(json.dumps(st), flush=True)
         else:
-            frame = render_status(st)
-            # Redraw in place on a terminal; a pipe gets one frame after another.
+            frame = safe_text(render_status(st))
+            # Redraw in place on a terminal (our one escape); a pipe gets frame after frame.
             print(("\x1b[H\x1b[2J" + frame) if tty else frame + "\n", flush=True)
         if st.get("final"):
             return ROLLED_BACK_EXIT if st["phase"] == "rolled_back" else 0
@@ -85,37 +85,35 @@ def _start(c: AdminClient, args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.file}: invalid\n{format_validation_error(e)}") from None
     except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{args.file}: cannot read: {e}") from None
-    print(render_status(c.start(spec.model_dump(mode="json"))))
+    say(render_status(c.start(spec.model_dump(mode="json"))))
     return 0
 
 
 def _verb(c: AdminClient, args: argparse.Namespace) -> int:
     params = {p: getattr(args, p) for p in VERBS[args.cmd].params}
     st = c.command(args.cmd, **params)
-    print(f"{args.cmd}: phase {st['phase']}")
-    print(render_status(st))
+    say(f"{args.cmd}: phase {st['phase']}")
+    say(render_status(st))
     return 0
 
 
 def _history(c: AdminClient, args: argparse.Namespace) -> int:
     entries = c.history(args.limit, args.all)
-    print(_dump(entries) if args.json else render_history(entries))
+    say(_dump(entries) if args.json else render_history(entries))
     return 0
 
 
 def _verify(c: AdminClient, args: argparse.Namespace) -> int:
     r = c.verify()
-    print(("ok: " if r["ok"] else "BROKEN: ") + r["message"])
+    say(("ok: " if r["ok"] else "BROKEN: ") + str(r["message"]))
     return 0 if r["ok"] else 1
 
 
 def _replay(c: AdminClient, args: argparse.Namespace) -> int:
     r = c.replay(args.rollout)
     same = "identical to" if r["identical"] else "DIFFERENT from"
-    print(
-        f"rollout #{r['rollout']}: {r['replayed']} replayed decisions {same} "
-        f"the {r['recorded']} recorded"
-    )
+    say(f"rollout #{r['rollout']}: {r['replayed']} replayed decisions {same} "
+        f"the {r['recorded']} recorded")
     return 0 if r["identical"] else 1
 
 
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = 
     try:
         return COMMANDS[args.cmd](client, args)
     except RolloutError as e:
-        print(f"rayrollout {args.cmd}: {e}", file=sys.stderr)
+        say(f"rayrollout {args.cmd}: {e}", file=sys.stderr)
         return exit_status(e)
     except KeyboardInterrupt:
         return 130

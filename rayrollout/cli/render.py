@@ -4,13 +4,42 @@
 They show what the controller computed and carry no rules of their own: the verbs allowed
 now (``allowed_verbs``), whether the outcome is known (``final``) and the evidence in decimal
 orders of magnitude (``log10_e`` / ``log10_threshold``, ``E = 10^x``) all come in the status.
+
+Everything they return, and everything the CLI prints, goes through ``safe_text``: a reason, a
+name or an error message from a server or a spec cannot drive the terminal.
 """
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
+
+# Control (C0, DEL, C1), format (bidi overrides, zero-width), line and paragraph separators,
+# surrogates: written as escapes. Newline and tab stay.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def _escape(c: str) -> str:
+    if c in "\n\t" or unicodedata.category(c) not in _UNSAFE:
+        return c
+    return c.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every terminal control character written as a visible escape (ESC as
+    ``\\x1b``, a bidi override as ``\\u202e``), so it cannot move the cursor, clear or
+    retitle the screen, or reorder a line."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) for c in text)
+
+
+def say(text: str, file: TextIO | None = None, flush: bool = False) -> None:
+    """Print ``text`` made safe (``safe_text``)."""
+    print(safe_text(text), file=file if file is not None else sys.stdout, flush=flush)
 
 
 def _num(x: Any, digits: int = 4) -> str:
@@ -44,7 +73,7 @@ def evidence(r: Mapping[str, Any]) -> str:
 def render_status(st: Mapping[str, Any]) -> str:
     """The status of a rollout as lines of text."""
     if st.get("rollout") is None:
-        return f"model {st.get('model')}: no rollout"
+        return safe_text(f"model {st.get('model')}: no rollout")
     steps = st.get("steps") or []
     i = int(st.get("step", -1))
     step = _step(st)
@@ -80,7 +109,7 @@ def render_status(st: Mapping[str, Any]) -> str:
             lines.append("  " + _render_check(r))
     if "allowed_verbs" in st:
         lines.append("verbs now: " + (", ".join(st["allowed_verbs"]) or "none"))
-    return "\n".join(lines)
+    return safe_text("\n".join(lines))
 
 
 def _need(need: Mapping[str, Any] | None) -> str:
@@ -115,8 +144,8 @@ def status_line(st: Mapping[str, Any]) -> str:
         for r in rs:
             ev = evidence(r).split("/")[0]
             checks.append(f"{r['check']}:{r['verdict']}" + (f" {ev}" if ev else ""))
-    return (f"  {st['phase']:<18} {step:<9} epoch {st.get('epoch', '-')!s:<3} {w}{sh}  "
-            f"{' '.join(checks)}")
+    return safe_text(f"  {st['phase']:<18} {step:<9} epoch {st.get('epoch', '-')!s:<3} {w}{sh}  "
+                     f"{' '.join(checks)}")
 
 
 def render_history(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -133,4 +162,4 @@ def render_history(entries: Sequence[Mapping[str, Any]]) -> str:
             f"step {step + 1 if step >= 0 else '-'} epoch {d.get('epoch')}  "
             f"{d.get('reason', '')}"
         )
-    return "\n".join(out)
+    return safe_text("\n".join(out))

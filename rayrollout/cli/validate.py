@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from rayrollout.cli.render import say
 from rayrollout.spec import (
     RolloutSpec,
     RouterConfig,
@@ -66,10 +67,10 @@ def validate(path: Path) -> int:
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
-        print(f"{path}: cannot read: {e}", file=sys.stderr)
+        say(f"{path}: cannot read: {e}", file=sys.stderr)
         return 2
     if not isinstance(doc, dict):
-        print(
+        say(
             f"{path}: invalid\n<root>: expected a mapping (got {type(doc).__name__})",
             file=sys.stderr,
         )
@@ -78,20 +79,20 @@ def validate(path: Path) -> int:
         if _is_rollout_config(doc):
             spec = load_spec(path)
             checks = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
-            print(
+            say(
                 f"{path}: ok (rollout of model {spec.model!r}: stable {spec.stable.name!r}, "
                 f"candidates {[c.name for c in spec.candidates]}, "
                 f"steps {[s.weight for s in spec.strategy.steps]}, checks {checks})"
             )
             for line in step_plan(spec):
-                print(line)
+                say(line)
             return 0
         return _validate_serve(path, doc)
     except ValidationError as e:
-        print(f"{path}: invalid\n{format_validation_error(e)}", file=sys.stderr)
+        say(f"{path}: invalid\n{format_validation_error(e)}", file=sys.stderr)
         return 2
     except (KeyError, TypeError, AttributeError) as e:
-        print(f"{path}: invalid\nmissing or malformed entry: {e}", file=sys.stderr)
+        say(f"{path}: invalid\nmissing or malformed entry: {e}", file=sys.stderr)
         return 2
 
 
@@ -105,7 +106,7 @@ def _validate_serve(path: Path, doc: dict[str, Any]) -> int:
         elif target == "build_version":
             versions.append(VersionConfig.model_validate(app["args"]))
     if router is None:
-        print(
+        say(
             f"{path}: invalid\napplications: none uses rayrollout.serving.app:build_router "
             "or :build_rollout",
             file=sys.stderr,
@@ -113,7 +114,7 @@ def _validate_serve(path: Path, doc: dict[str, Any]) -> int:
         return 2
     missing = [v for v in router.live_versions() if v not in {x.name for x in versions}]
     if missing:
-        print(f"{path}: invalid\nweights: versions {missing} have no application", file=sys.stderr)
+        say(f"{path}: invalid\nweights: versions {missing} have no application", file=sys.stderr)
         return 2
-    print(f"{path}: ok (model {router.model!r}, versions {[v.name for v in versions]})")
+    say(f"{path}: ok (model {router.model!r}, versions {[v.name for v in versions]})")
     return 0

@@ -165,6 +165,7 @@ class Recorder:
         self._shadow: deque[ShadowEvent] = deque(maxlen=max_events)
         self._labelled: deque[LabelledEvent] = deque(maxlen=max_events)
         self._unmatched = 0
+        self.events_dropped = 0  # running total of events pushed out of a full buffer
         self._appended = 0
         self._drained = 0
         self._in_flight: list[float] = []  # a heap of arrival times of requests in flight
@@ -214,6 +215,8 @@ class Recorder:
             s.timeouts += 1
         else:
             s.errors += 1
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
         self._events.append(ev)
         self._appended += 1
 

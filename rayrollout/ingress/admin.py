@@ -22,6 +22,9 @@ Guarantees:
 * Every error is a JSON body ``{"error", "code"}`` with its status from ``rayrollout.errors``
   (a 405 names the allowed methods in ``Allow``); never an unhandled 500, and never counted as
   a rejected inference request.
+* A 500 says nothing of its cause: ``{"error", "code": "internal_error", "error_id"}``; the
+  router's log has the details under that id.
+* Query numbers are ASCII digits, bounded (``limit`` at most ``MAX_HISTORY_LIMIT``).
 """
 
 from __future__ import annotations
@@ -39,16 +42,26 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rayrollout.controller.phases import VERBS
 from rayrollout.controller.port import ControllerHandle, ServePort
-from rayrollout.errors import BadRequest, NotFound, Unauthorized, UnavailableError
+from rayrollout.errors import (
+    BadRequest,
+    NotFound,
+    RolloutError,
+    Unauthorized,
+    UnavailableError,
+    http_status,
+)
 from rayrollout.ingress.http import NO_STORE, JsonApp, json_response
 from rayrollout.spec import RolloutSpec, RouterConfig, format_validation_error
 
 log = logging.getLogger("rayrollout.admin")
+
+MAX_HISTORY_LIMIT = 1000  # decision-log entries per page
+_MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
 class VerbBody(BaseModel):
@@ -104,13 +117,13 @@ class AdminAPI:
         return [
             Route("/", self.page, methods=get),
             Route("/ui", self.page, methods=get),
-            Route("/status", self._status, methods=get),
-            Route("/verbs", self._verbs, methods=get),
-            Route("/history", self._history, methods=get),
-            Route("/verify", self._verify, methods=get),
-            Route("/replay", self._replay, methods=get),
-            Route("/start", self._start, methods=post),
-            *(Route(f"/{verb}", self._verb(verb), methods=post) for verb in VERBS),
+            Route("/status", _guarded(self._status), methods=get),
+            Route("/verbs", _guarded(self._verbs), methods=get),
+            Route("/history", _guarded(self._history), methods=get),
+            Route("/verify", _guarded(self._verify), methods=get),
+            Route("/replay", _guarded(self._replay), methods=get),
+            Route("/start", _guarded(self._start), methods=post),
+            *(Route(f"/{verb}", _guarded(self._verb(verb)), methods=post) for verb in VERBS),
         ]
 
     # -- authentication ----------------------------------------------------------------------------
@@ -170,7 +183,7 @@ class AdminAPI:
     async def _history(self, request: Request) -> Response:
         self.authenticate(request)
         q = request.query_params
-        limit = _int_param(q.get("limit"), "limit")
+        limit = _int_param(q.get("limit"), "limit", MAX_HISTORY_LIMIT)
         return _json(await self._call("history", limit, q.get("all", "0") in ("1", "true")))
 
     async def _verify(self, request: Request) -> Response:
@@ -240,12 +253,43 @@ class AdminAPI:
             raise
 
 
-def _int_param(value: str | None, name: str) -> int | None:
+def _int_param(value: str | None, name: str, most: int = _MAX_ID) -> int | None:
+    """A positive integer of ASCII digits, at most ``most``; a 400 naming ``name`` otherwise
+    (never an echo of the whole value: it may be 5,000 digits)."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise BadRequest(f"{name}={value!r} must be a positive integer")
+    shown = repr(value[:20]) + ("..." if len(value) > 20 else "")
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) < 1:
+        raise BadRequest(f"{name}={shown} must be a positive integer (ASCII digits)")
+    if int(value) > most:
+        raise BadRequest(f"{name}={shown} must be at most {most}")
     return int(value)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, whose internal errors (a 500: a bug, a broken store) are answered with a
+    generic message and an error id, the details logged under that id; our 4xx and 503 keep
+    their message."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception as e:
+            if isinstance(e, RolloutError) and (http_status(e) < 500
+                                                or isinstance(e, UnavailableError)):
+                raise
+            error_id = secrets.token_hex(8)
+            log.error("%s %s failed (error id %s)", request.method, request.url.path, error_id,
+                      exc_info=e)
+            return JSONResponse(
+                {"error": f"internal error (error id {error_id}): the router's log has the "
+                          "details", "code": "internal_error", "error_id": error_id},
+                status_code=500, headers=NO_STORE)
+
+    return run
 
 
 def _verb_body(raw: bytes) -> VerbBody:

@@ -2,6 +2,10 @@
 
 The request path only bumps plain counters in the ``Recorder``; every ``interval_s`` this
 exporter turns what changed into ``ray.util.metrics`` updates, off the request path.
+
+A version that leaves the routing table (a rolled-back or retired candidate) has its weight
+gauge set to 0, not left at its last value. ``rayrollout_events_dropped_total`` follows the
+recorder's cumulative ``events_dropped`` count, when the recorder keeps one.
 """
 
 from __future__ import annotations
@@ -12,8 +16,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ray.util import metrics as ray_metrics
-
 from rayrollout.dataplane import metrics as spec
 from rayrollout.dataplane.aggregates import LATENCY_BOUNDS_MS, Recorder, VersionStats
 from rayrollout.dataplane.routing import RoutingTable
@@ -22,6 +24,8 @@ log = logging.getLogger("rayrollout.exporter")
 
 
 def _make(m: spec.MetricSpec) -> Any:
+    from ray.util import metrics as ray_metrics  # here: the bookkeeping is testable without Ray
+
     if m.kind == "counter":
         return ray_metrics.Counter(m.name, m.description, m.labels)
     if m.kind == "gauge":
@@ -36,13 +40,16 @@ class MetricsExporter:
         recorder: Recorder,
         table: Callable[[], RoutingTable],
         interval_s: float = 2.0,
+        make: Callable[[spec.MetricSpec], Any] = _make,
     ) -> None:
         self.model = model
         self.recorder = recorder
         self.table = table
         self.interval_s = interval_s
-        self._m = {m.name: _make(m) for m in spec.ALL}
+        self._m = {m.name: make(m) for m in spec.ALL}
         self._last: dict[str, VersionStats] = {}
+        self._weighted: set[str] = set()  # versions whose weight gauge is set (not 0)
+        self._dropped = 0  # events_dropped already exported
         self._task: asyncio.Task[None] | None = None
 
     def ensure_started(self) -> None:
@@ -89,10 +96,25 @@ class MetricsExporter:
             for ms, amount in shadow_counts:
                 if amount:
                     m[ms.name].inc(amount, tags)
+        self._export_table()
+        self._export_dropped()
+
+    def _export_table(self) -> None:
+        m, model = self._m, self.model
         table = self.table()
-        for version, pct in table.percent().items():
+        weights = table.percent()
+        for version in sorted(self._weighted - weights.keys()):  # left the table: weight 0
+            m[spec.WEIGHT.name].set(0.0, {"model": model, "version": version})
+        for version, pct in weights.items():
             m[spec.WEIGHT.name].set(pct, {"model": model, "version": version})
+        self._weighted = set(weights)
         m[spec.EPOCH.name].set(table.epoch, {"model": model})
+
+    def _export_dropped(self) -> None:
+        total = getattr(self.recorder, "events_dropped", None)  # cumulative, if kept
+        if isinstance(total, int) and total > self._dropped:
+            self._m[spec.EVENTS_DROPPED.name].inc(total - self._dropped, {"model": self.model})
+            self._dropped = total
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -48,6 +48,10 @@ def test_bounded_buffer_counts_what_it_dropped() -> None:
     assert len(c.events) == 100 and c.dropped_events == 150
     assert c.events[0].t == 150  # the newest survive, in arrival order
     assert c.stats["v1"].requests == 250  # aggregates lose nothing
+    for i in range(250, 380):
+        r.record(ev(i, "v1"))
+    assert r.collect(2).dropped_events == 30
+    assert r.events_dropped == 180  # a running total for the exporter, across collects
 
 
 def test_stats_merge_over_replicas_and_round_trip() -> None:
