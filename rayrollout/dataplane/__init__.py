@@ -3,7 +3,8 @@
 * ``routing`` — the immutable ``RoutingTable`` and the policies that pick a version (pin,
   sticky key, weighted draw).
 * ``protocol`` — wire formats (``/v1`` JSON, Open Inference Protocol v2 with binary tensors) and
-  input validation against a model's signature.
+  input validation against a model's signature; ``tensors`` — one input to an array, refusing
+  what its datatype cannot hold (out-of-range integers, overflowing floats, odd shapes).
 * ``events`` — the per-request records the judges consume (request, shadow, labelled).
 * ``aggregates`` — the router's mergeable counters and bounded event buffer (``Recorder``).
 * ``feedback`` — joining posted labels to served requests.

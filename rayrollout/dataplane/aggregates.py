@@ -206,7 +206,7 @@ class Recorder:
             s.latency_sum_ms += ev.latency_ms
             s.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, ev.latency_ms)] += 1
             p = ev.prediction
-            if p == p and p >= 0:  # not NaN
+            if 0 <= p < math.inf:  # not NaN, negative or infinite: no class
                 s.class_counts[min(int(p), MAX_CLASSES - 1)] += 1
         elif o == Outcome.REJECTED:
             s.rejected += 1

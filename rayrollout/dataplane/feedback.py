@@ -8,14 +8,17 @@ Labels are matched on the router replica that served the request (one replica by
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Any
 
 from rayrollout.dataplane.events import LabelledEvent
 from rayrollout.dataplane.protocol import loads_json
+from rayrollout.dataplane.tensors import short
 from rayrollout.errors import BadRequest
 
 MAX_ITEMS = 10_000
+MAX_ID_CHARS = 256  # served ids are at most 128 characters; longer ones can match nothing
 
 
 class FeedbackJoin:
@@ -47,14 +50,22 @@ def parse_feedback(body: bytes) -> list[tuple[str, float]]:
         raise BadRequest("body must be {'request_id': ..., 'label': ...} or {'feedback': [...]}")
     if len(items) > MAX_ITEMS:
         raise BadRequest(f"feedback holds {len(items)} items; at most {MAX_ITEMS} per request")
-    out = []
-    for i, it in enumerate(items):
-        if not isinstance(it, dict):
-            raise BadRequest(f"feedback[{i}] must be an object")
-        rid, label = it.get("request_id"), it.get("label")
-        if not isinstance(rid, str) or not rid:
-            raise BadRequest(f"feedback[{i}].request_id={rid!r} must be a non-empty string")
-        if isinstance(label, bool) or not isinstance(label, int | float):
-            raise BadRequest(f"feedback[{i}].label={label!r} must be a number")
-        out.append((rid, float(label)))
-    return out
+    return [_item(i, it) for i, it in enumerate(items)]
+
+
+def _item(i: int, it: Any) -> tuple[str, float]:
+    if not isinstance(it, dict):
+        raise BadRequest(f"feedback[{i}] must be an object")
+    rid, label = it.get("request_id"), it.get("label")
+    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS:
+        raise BadRequest(f"feedback[{i}].request_id={short(rid)} must be a non-empty string of "
+                         f"at most {MAX_ID_CHARS} characters")
+    if isinstance(label, bool) or not isinstance(label, int | float):
+        raise BadRequest(f"feedback[{i}].label={short(label)} must be a number")
+    try:
+        value = float(label)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise BadRequest(f"feedback[{i}].label={short(label)} must be a finite number")
+    return rid, value

@@ -9,27 +9,36 @@ Two request formats decode to the same thing, a ``dict[str, np.ndarray]`` of who
   so standard clients work unchanged.
 
 Every problem raises a ``RequestError`` whose message names the input and the value; the router
-answers it with a 4xx and counts it as *rejected*.
+answers it with a 4xx and counts it as *rejected*. Nothing else escapes a decoder, whatever the
+body (deep nesting, out-of-range numbers, odd shapes: see ``rayrollout.dataplane.tensors``), and
+everything a request asks of the response (``id``, ``parameters``, ``outputs``) is checked when
+it is decoded, before any model runs. A response names each output at most once (a repeated or
+unknown output name is a 400) and is refused with 413 over ``MAX_RESPONSE_BYTES``, so a small
+request cannot ask for a huge answer.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from rayrollout.dataplane import tensors
 from rayrollout.errors import BadRequest, PayloadTooLarge
-from rayrollout.runtime.base import NUMPY_TO_OIP, OIP_TO_NUMPY, ModelSignature, TensorSpec
+from rayrollout.runtime.base import NUMPY_TO_OIP, ModelSignature, TensorSpec
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_ID_CHARS = 256  # an OIP request's ``id``, echoed in the response
+MAX_RESPONSE_BYTES = 64 << 20  # one response; each output is serialised at most once
 
 
 def loads_json(body: bytes) -> Any:
     try:
         return json.loads(body)
+    except RecursionError:
+        raise BadRequest("body is nested too deeply to be read as JSON") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not valid JSON: {e}") from None
 
@@ -53,7 +62,7 @@ def decode_v1(body: bytes, sig: ModelSignature, max_rows: int) -> dict[str, np.n
     arrays = {}
     for name, data in raw.items():
         spec = _spec_for(sig, name)
-        arrays[name] = _to_array(name, data, spec.datatype, None)
+        arrays[name] = tensors.to_array(name, data, spec.datatype)
     return validate(arrays, sig, max_rows)
 
 
@@ -75,34 +84,90 @@ def decode_v2(
         doc, binary = loads_json(body), memoryview(b"")
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise BadRequest("body must be an object with a non-empty 'inputs' list")
+    request_options(doc, [t.name for t in sig.outputs] or None)  # before any model runs
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for i, t in enumerate(doc["inputs"]):
-        if not isinstance(t, dict):
-            raise BadRequest(f"inputs[{i}] must be an object")
-        name, dt, shape = t.get("name"), t.get("datatype"), t.get("shape")
-        if not isinstance(name, str):
-            raise BadRequest(f"inputs[{i}].name={name!r} must be a string")
-        spec = _spec_for(sig, name)
-        if dt != spec.datatype:
-            raise BadRequest(f"inputs[{name!r}].datatype={dt!r}, model expects {spec.datatype!r}")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise BadRequest(f"inputs[{name!r}].shape={shape!r} must be a list of integers >= 0")
-        size = (t.get("parameters") or {}).get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise BadRequest(f"inputs[{name!r}].binary_data_size={size!r} exceeds the body")
-            raw = np.frombuffer(binary[offset : offset + size], dtype=spec.dtype)
-            offset += size
-            arr = _reshape(name, raw, shape)
-        else:
-            if "data" not in t:
-                raise BadRequest(f"inputs[{name!r}] has neither 'data' nor binary_data_size")
-            arr = _reshape(name, _to_array(name, t["data"], dt, None).reshape(-1), shape)
+        name, arr, used = _decode_input(i, t, sig, binary[offset:])
+        offset += used
         if name in arrays:
             raise BadRequest(f"input {name!r} appears twice")
         arrays[name] = arr
     return validate(arrays, sig, max_rows), doc
+
+
+def _decode_input(i: int, t: Any, sig: ModelSignature, binary: memoryview
+                  ) -> tuple[str, np.ndarray, int]:
+    """One entry of ``inputs``: (its name, its array, how many bytes of ``binary`` it used)."""
+    if not isinstance(t, dict):
+        raise BadRequest(f"inputs[{i}] must be an object")
+    name, dt = t.get("name"), t.get("datatype")
+    if not isinstance(name, str):
+        raise BadRequest(f"inputs[{i}].name={tensors.short(name)} must be a string")
+    spec = _spec_for(sig, name)
+    tensors.dtype_of(name, dt)  # an unsupported datatype (BYTES) is named as such
+    if dt != spec.datatype:
+        raise BadRequest(f"inputs[{name!r}].datatype={dt!r}, model expects {spec.datatype!r}")
+    shape = tensors.check_shape(name, t.get("shape"))
+    params = _params(t, f"inputs[{i}].parameters")
+    size = params.get("binary_data_size")
+    if size is None:
+        if "data" not in t:
+            raise BadRequest(f"inputs[{name!r}] has neither 'data' nor binary_data_size")
+        return name, tensors.reshape(name, tensors.to_array(name, t["data"], dt).reshape(-1),
+                                     shape), 0
+    if type(size) is not int or size < 0 or size > len(binary):
+        raise BadRequest(f"inputs[{name!r}].binary_data_size={tensors.short(size)} exceeds "
+                         "the body")
+    return name, tensors.from_binary(name, binary[:size], dt, shape), size
+
+
+def _params(obj: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{where} must be an object, got {type(params).__name__}")
+    return params
+
+
+def _flag(params: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}.{key}={tensors.short(value)} must be true or false")
+    return value
+
+
+def request_options(request: Mapping[str, Any], available: list[str] | None
+                    ) -> tuple[list[str], dict[str, bool]]:
+    """The outputs an OIP request asks for, in order, and which of them in binary. Checks the
+    request's ``id``, ``parameters`` and ``outputs`` (unknown or repeated names are refused);
+    ``available``: the model's output names (``None``: do not check names)."""
+    rid = request.get("id")
+    if rid is not None and not (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS):
+        raise BadRequest(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+    binary_all = _flag(_params(request, "'parameters'"), "binary_data_output", "parameters",
+                       False)
+    wanted = request.get("outputs")
+    if wanted is None or wanted == []:
+        names = list(available or [])
+        return names, dict.fromkeys(names, binary_all)
+    if not isinstance(wanted, list):
+        raise BadRequest(f"'outputs' must be a list, got {type(wanted).__name__}")
+    names, binary = [], {}
+    for i, o in enumerate(wanted):
+        if not isinstance(o, dict):
+            raise BadRequest(f"outputs[{i}] must be an object")
+        name = o.get("name")
+        if not isinstance(name, str) or (available is not None and name not in available):
+            raise BadRequest(f"requested output {tensors.short(name)} is not an output of the "
+                             f"model; it gives: {', '.join(available or [])}")
+        if name in binary:
+            raise BadRequest(f"output {name!r} is requested twice")
+        names.append(name)
+        binary[name] = _flag(_params(o, f"outputs[{i}].parameters"), "binary_data",
+                             f"outputs[{i}].parameters", binary_all)
+    return names, binary
 
 
 def _spec_for(sig: ModelSignature, name: str) -> TensorSpec:
@@ -110,32 +175,7 @@ def _spec_for(sig: ModelSignature, name: str) -> TensorSpec:
         if t.name == name:
             return t
     names = ", ".join(t.name for t in sig.inputs)
-    raise BadRequest(f"unknown input {name!r}; the model takes: {names}")
-
-
-def _to_array(name: str, data: Any, datatype: str, shape: Any) -> np.ndarray:
-    dtype = OIP_TO_NUMPY.get(datatype)
-    if dtype is None:
-        raise BadRequest(f"inputs[{name!r}].datatype={datatype!r} is not supported")
-    try:
-        arr = np.asarray(data)
-    except (ValueError, TypeError):
-        raise BadRequest(f"inputs[{name!r}] is ragged or not numeric") from None
-    if arr.dtype == object or arr.dtype.kind in "USV":
-        raise BadRequest(f"inputs[{name!r}] must hold numbers, got {arr.dtype.kind!r} values")
-    if (dtype.kind in "iu" and arr.dtype.kind == "f") and (
-        not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr))
-    ):
-        raise BadRequest(f"inputs[{name!r}] must hold integers for {datatype}")
-    return arr.astype(dtype, copy=False)
-
-
-def _reshape(name: str, flat: np.ndarray, shape: list[int]) -> np.ndarray:
-    if flat.size != math.prod(shape):
-        raise BadRequest(
-            f"inputs[{name!r}] has {flat.size} values but shape {shape} needs {math.prod(shape)}"
-        )
-    return flat.reshape(shape)
+    raise BadRequest(f"unknown input {tensors.short(name)}; the model takes: {names}")
 
 
 def validate(
@@ -188,15 +228,23 @@ def check_transport_size(arrays: Mapping[str, np.ndarray], limit: int | None) ->
 
 
 def encode_v1(
-    model: str, version: str, outputs: Mapping[str, np.ndarray], flags: Mapping[str, Any]
+    model: str,
+    version: str,
+    outputs: Mapping[str, np.ndarray],
+    flags: Mapping[str, Any],
+    max_bytes: int | None = MAX_RESPONSE_BYTES,
 ) -> bytes:
+    _check_response_size(outputs, dict.fromkeys(outputs, False), max_bytes,
+                         extra=outputs.get("label"))
     doc: dict[str, Any] = {"model": model, "model_version": version}
     if "label" in outputs:
         doc["predictions"] = outputs["label"].tolist()
     doc["outputs"] = {k: v.tolist() for k, v in outputs.items()}
     if flags:
         doc["flags"] = dict(flags)
-    return json.dumps(doc, separators=(",", ":")).encode()
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    _check_size(len(body), max_bytes, "")
+    return body
 
 
 def encode_v2(
@@ -205,23 +253,13 @@ def encode_v2(
     outputs: Mapping[str, np.ndarray],
     request: Mapping[str, Any],
     flags: Mapping[str, Any],
+    max_bytes: int | None = MAX_RESPONSE_BYTES,
 ) -> tuple[bytes, dict[str, str]]:
-    """An OIP infer response; binary outputs where the request asked for them."""
-    params = request.get("parameters") or {}
-    binary_all = bool(params.get("binary_data_output", False))
-    wanted = request.get("outputs")
-    if wanted:
-        names = []
-        binary: dict[str, bool] = {}
-        for o in wanted:
-            name = o.get("name") if isinstance(o, dict) else None
-            if not isinstance(name, str) or name not in outputs:
-                raise BadRequest(f"requested output {name!r} is not an output of the model")
-            names.append(name)
-            binary[name] = bool((o.get("parameters") or {}).get("binary_data", binary_all))
-    else:
-        names = list(outputs)
-        binary = dict.fromkeys(names, binary_all)
+    """An OIP infer response; binary outputs where the request asked for them. Each output at
+    most once; a response over ``max_bytes`` is refused (``PayloadTooLarge``), before it is
+    built where its size is known."""
+    names, binary = request_options(request, list(outputs))
+    _check_response_size({n: outputs[n] for n in names}, binary, max_bytes)
     docs, blobs = [], []
     for name in names:
         arr = np.ascontiguousarray(outputs[name])
@@ -243,12 +281,32 @@ def encode_v2(
     if flags:
         doc["parameters"] = {"flags": json.dumps(dict(flags), separators=(",", ":"))}
     head = json.dumps(doc, separators=(",", ":")).encode()
+    _check_size(len(head) + sum(len(b) for b in blobs), max_bytes, "")
     if not blobs:
         return head, {"content-type": "application/json"}
     return head + b"".join(blobs), {
         "content-type": "application/octet-stream",
         HEADER_LENGTH: str(len(head)),
     }
+
+
+def _check_response_size(outputs: Mapping[str, np.ndarray], binary: Mapping[str, bool],
+                         max_bytes: int | None, extra: np.ndarray | None = None) -> None:
+    """Refuse before building a response that must be over ``max_bytes``: binary outputs take
+    their size in bytes, JSON ones at least two bytes a value (a digit and a comma)."""
+    if max_bytes is None:
+        return
+    least = sum(int(np.asarray(a).nbytes) if binary[n] else 2 * int(np.asarray(a).size)
+                for n, a in outputs.items())
+    least += 0 if extra is None else 2 * int(np.asarray(extra).size)
+    _check_size(least, max_bytes, "at least ")
+
+
+def _check_size(size: int, max_bytes: int | None, qualifier: str) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(
+            f"the response of {qualifier}{size} bytes is over the limit of {max_bytes} bytes; "
+            "ask for fewer rows or outputs, or for binary outputs")
 
 
 def model_metadata(model: str, versions: list[str], sig: ModelSignature) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The HTTP ingress, without Ray: the router's routes (inference, feedback, metadata, health),
 the admin API and the status page, as Starlette applications.
 
-* ``router`` — ``Router``: splits, pins, validates and records; ``shadow`` — the mirror to a
+* ``router`` — ``Router``: splits, pins, validates and records; ``inference`` — its helpers
+  (sticky keys, calling a version, error ids, the prediction summary); ``shadow`` — the mirror to a
   shadow version; ``platform`` — ``RouterPlatform``, what a router takes from the platform it
   runs on (versions, the control-plane port, the exporter).
 * ``admin`` — ``AdminAPI``: the controller's verbs behind bearer tokens, and the page.

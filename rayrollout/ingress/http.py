@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from rayrollout.errors import (
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     RolloutError,
     error_body,
     error_headers,
@@ -113,10 +115,29 @@ class JsonApp:
             if self.on_error is not None:
                 self.on_error(request, exc)
             return error_response(exc, self.headers)
-        log.exception("%s %s failed", request.method, request.url.path)
-        body = {"error": f"internal error: {type(exc).__name__}: {exc}"[:500],
-                "code": "internal_error"}
+        eid = secrets.token_hex(6)
+        log.error("%s %s failed (error id %s)", request.method, request.url.path, eid,
+                  exc_info=exc)
+        body = {"error": f"internal error (error id {eid}; the details are in the log)",
+                "code": "internal_error", "error_id": eid}
         return JSONResponse(body, status_code=500, headers=self.headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with ``PayloadTooLarge`` (413) once it is over ``limit`` bytes: by its
+    declared length first, then while it streams in (a chunked body has none), so no more than
+    ``limit`` bytes plus one chunk are ever held."""
+    clen = request.headers.get("content-length", "")
+    if clen.isascii() and clen.isdigit() and (len(clen) > 18 or int(clen) > limit):
+        shown = clen if len(clen) <= 18 else f"a {len(clen)}-digit number of"
+        raise PayloadTooLarge(f"body of {shown} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def short_error(e: BaseException) -> str:

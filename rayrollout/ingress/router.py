@@ -20,7 +20,6 @@ import asyncio
 import contextvars
 import itertools
 import logging
-import math
 import os
 import random
 import time
@@ -38,19 +37,17 @@ from rayrollout.dataplane.events import Outcome, RequestEvent
 from rayrollout.dataplane.feedback import FeedbackJoin, parse_feedback
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.errors import (
-    ModelError,
-    ModelTimeout,
     NotFound,
-    PayloadTooLarge,
     RequestError,
     RolloutError,
     UnavailableError,
 )
 from rayrollout.ingress.admin import AdminAPI
-from rayrollout.ingress.http import JsonApp, error_response, json_response, short_error
+from rayrollout.ingress.http import JsonApp, error_response, json_response, read_body
+from rayrollout.ingress.inference import call_version, error_id, sticky_key, summary
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
-from rayrollout.runtime import ModelSignature, summarize_prediction
+from rayrollout.runtime import ModelSignature
 from rayrollout.spec import RolloutSpec, RouterConfig
 
 log = logging.getLogger("rayrollout.router")
@@ -81,6 +78,7 @@ class Router:
         self._exporter = (make_exporter(self.model, self.recorder, lambda: self.table)
                           if make_exporter is not None else None)
         self._transport_limit = platform.transport_limit
+        self.max_response_bytes: int | None = protocol.MAX_RESPONSE_BYTES
         self.admin = AdminAPI(self.cfg, platform.port, environ)
         self.http = JsonApp(self.routes(), on_error=self._count_rejected)
         background = platform.background or run_in_thread
@@ -191,7 +189,10 @@ class Router:
         except RolloutError:
             raise
         except Exception as e:  # the app is not there yet, or its replica is starting
-            raise UnavailableError(f"version {version!r} is not ready: {short_error(e)}") from e
+            eid = error_id()
+            log.warning("version %r is not ready (error id %s): %s: %s", version, eid,
+                        type(e).__name__, e)
+            raise UnavailableError(f"version {version!r} is not ready (error id {eid})") from e
         sig = ModelSignature.from_dict(d)
         self._signatures[version] = sig
         return sig
@@ -286,9 +287,9 @@ class Router:
     async def _serve(self, request: Request, pin: str | None, v2: bool, arrived: float
                      ) -> Response:
         table = self.table  # read once: this request lives under this table
-        body = await self._body(request)
+        body = await read_body(request, self.cfg.max_body_bytes)
         headers, cfg = request.headers, self.cfg
-        choice = table.choose(self._rng.random(), key=headers.get(cfg.sticky_header),
+        choice = table.choose(self._rng.random(), key=sticky_key(headers, cfg.sticky_header),
                               pin=pin or headers.get(cfg.pin_header))
         version = choice.version
         try:
@@ -297,31 +298,29 @@ class Router:
         except RequestError as e:
             self.recorder.reject(version)
             return self._error(e, version, table.epoch)
-        outputs, outcome, err, latency_ms = await self._call(version, arrays)
-        pred, prob = _summary(outputs, sig.task)
+        outputs, outcome, err, latency_ms = await call_version(
+            self.versions, version, arrays, cfg.request_timeout_s)
+        rid, answer = "", None
+        refused: RolloutError | None = err
+        if outputs is not None:  # an answer too large for its client is refused and rejected
+            rid = headers.get("x-request-id", "")[:128] or f"{self._rid_prefix}{next(self._rid)}"
+            try:
+                answer = self._answer(table, version, rid, outputs, req_doc, v2)
+            except RequestError as e:
+                outcome, refused = Outcome.REJECTED, e
+        pred, prob = summary(outputs, sig.task)
         self.recorder.record(RequestEvent(arrived, version, choice.weight, latency_ms, outcome,
                                           pred, choice.unit, choice.randomised, table.epoch))
-        if err is not None:
-            return self._error(err, version, table.epoch)
+        if answer is None:
+            assert refused is not None
+            return self._error(refused, version, table.epoch)
         assert outputs is not None
-        rid = headers.get("x-request-id", "")[:128] or f"{self._rid_prefix}{next(self._rid)}"
         self.feedback.served(
             rid, arrived, version, choice.weight, pred, prob, table.epoch, choice.randomised
         )
         if table.shadow and version != table.shadow and table.wants_shadow(self._rng.random()):
             self.shadow.mirror(table, sig.task, arrays, outputs, version)
-        return self._answer(table, version, rid, outputs, req_doc, v2)
-
-    async def _body(self, request: Request) -> bytes:
-        """The body, refused with 413 over ``max_body_bytes`` (by its declared length first)."""
-        limit = self.cfg.max_body_bytes
-        clen = request.headers.get("content-length")
-        if clen is not None and clen.isdigit() and int(clen) > limit:
-            raise PayloadTooLarge(f"body of {clen} bytes is over the limit of {limit}")
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {limit}")
-        return body
+        return answer
 
     def _decode(self, body: bytes, headers: Any, sig: ModelSignature, v2: bool
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -335,24 +334,6 @@ class Router:
         protocol.check_transport_size(arrays, self._transport_limit)
         return arrays, req_doc
 
-    async def _call(self, version: str, arrays: dict[str, np.ndarray]
-                    ) -> tuple[dict[str, np.ndarray] | None, Outcome, ModelError | None, float]:
-        """Call the version: (outputs, outcome, the error to answer, latency in ms). A timeout
-        or any failure of the version is a ``ModelError`` counted against it."""
-        timeout = self.cfg.request_timeout_s
-        t0 = time.perf_counter()
-        try:
-            outputs = await asyncio.wait_for(self.versions.predict(version, arrays), timeout)
-            return outputs, Outcome.OK, None, (time.perf_counter() - t0) * 1000.0
-        except TimeoutError:
-            err: ModelError = ModelTimeout(
-                f"version {version!r} did not answer within {timeout:g} s")
-            outcome = Outcome.TIMEOUT
-        except Exception as e:  # the model (or its replica) failed: a failure of this version
-            err = ModelError(f"version {version!r} failed: {short_error(e)}")
-            outcome = Outcome.ERROR
-        return None, outcome, err, (time.perf_counter() - t0) * 1000.0
-
     def _answer(self, table: RoutingTable, version: str, rid: str,
                 outputs: dict[str, np.ndarray], req_doc: dict[str, Any], v2: bool) -> Response:
         flags = table.flags.get(version, {})
@@ -361,24 +342,20 @@ class Router:
             "x-routing-epoch": str(table.epoch),
             "x-rollout-request-id": rid,
         }
-        try:
-            if v2:
-                content, extra = protocol.encode_v2(self.model, version, outputs, req_doc, flags)
-                hdrs.update(extra)
-                return Response(content, headers=hdrs, media_type=extra["content-type"])
-            content = protocol.encode_v1(self.model, version, outputs, flags)
-        except RequestError as e:
-            return self._error(e, version, table.epoch)
+        limit = self.max_response_bytes
+        if v2:
+            content, extra = protocol.encode_v2(self.model, version, outputs, req_doc, flags,
+                                                limit)
+            hdrs.update(extra)
+            return Response(content, headers=hdrs, media_type=extra["content-type"])
+        content = protocol.encode_v1(self.model, version, outputs, flags, limit)
         return Response(content, headers=hdrs, media_type="application/json")
 
     async def _feedback(self, request: Request) -> Response:
         """Labels for served requests: ``{"request_id": ..., "label": ...}`` or a list of them
         under ``"feedback"``. Matched labels become labelled events for the accuracy judges."""
         self._model(request)
-        body = await request.body()
-        if len(body) > self.cfg.max_body_bytes:
-            raise PayloadTooLarge(f"body of {len(body)} bytes is over {self.cfg.max_body_bytes}")
-        items = parse_feedback(body)
+        items = parse_feedback(await read_body(request, self.cfg.max_body_bytes))
         unknown = []
         for rid, label in items:
             ev = self.feedback.label(rid, label)
@@ -390,18 +367,3 @@ class Router:
     def _error(self, e: RolloutError, version: str, epoch: int) -> Response:
         return error_response(e, {"x-model-version": version, "x-routing-epoch": str(epoch)})
 
-
-def _summary(outputs: dict[str, np.ndarray] | None, task: str) -> tuple[float, float]:
-    """The first row's prediction and its probability (NaN when there is none), for the
-    judges' drift and accuracy checks."""
-    pred = prob = math.nan
-    if outputs is None:
-        return pred, prob
-    try:
-        pred = float(summarize_prediction(outputs, task)[0])
-        probs = outputs.get("probabilities")
-        if probs is not None and pred == pred:
-            prob = float(probs[0][int(pred)])
-    except (ValueError, IndexError, TypeError):
-        pred = math.nan
-    return pred, prob

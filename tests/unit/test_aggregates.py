@@ -112,3 +112,12 @@ def test_the_watermark_is_the_earliest_arrival_still_in_flight() -> None:
     assert Collected.from_dict(got.to_dict()).watermark == 70.0
     old = {k: v for k, v in got.to_dict().items() if k != "watermark"}
     assert Collected.from_dict(old).watermark == float("inf")  # a router that does not track
+
+
+def test_a_non_finite_or_negative_prediction_is_no_class_and_counts_whole() -> None:
+    r = Recorder("r1")
+    for p in (math.inf, -math.inf, math.nan, -1.0, 1e300, 2.0):
+        r.record(RequestEvent(0.0, "v1", 0.5, 10.0, int(Outcome.OK), p, "", True, 1))
+    s = r.collect(1).stats["v1"]
+    assert s.requests == s.ok == 6
+    assert sum(s.class_counts) == 2  # 1e300 (the last class) and 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def v2(inputs: list[dict], **extra: object) -> bytes:
     return json.dumps({"inputs": inputs, **extra}).encode()
 
 
-def tensor(data: object, shape: list[int], name: str = "input", datatype: str = "FP32") -> dict:
+def tensor(data: object, shape: list[Any], name: str = "input", datatype: str = "FP32") -> dict:
     return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
@@ -144,3 +145,121 @@ def test_the_transport_limit_follows_serves_handle_transport(
     monkeypatch.setattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", True)
     monkeypatch.setattr(constants, "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", 4 << 20)
     assert handle_transport_limit() == (4 << 20) - TRANSPORT_HEADROOM_BYTES
+
+
+# -- hostile input: every problem is a RequestError (4xx), never another exception -------------
+
+SIG8 = ModelSignature(inputs=(TensorSpec("input", "INT8", (-1, 4)),), outputs=SIG.outputs)
+SIGU8 = ModelSignature(inputs=(TensorSpec("input", "UINT8", (-1, 4)),), outputs=SIG.outputs)
+SIGB = ModelSignature(inputs=(TensorSpec("input", "BOOL", (-1, 4)),), outputs=SIG.outputs)
+SIGF16 = ModelSignature(inputs=(TensorSpec("input", "FP16", (-1, 4)),), outputs=SIG.outputs)
+SIGBYTES = ModelSignature(inputs=(TensorSpec("input", "BYTES", (-1, 1)),), outputs=SIG.outputs)
+NESTED = b"[" * 1000 + b"]" * 1000
+
+
+def binary(name: str, shape: list[int], datatype: str, payload: bytes, size: int) -> tuple:
+    head = json.dumps({"inputs": [{"name": name, "shape": shape, "datatype": datatype,
+                                   "parameters": {"binary_data_size": size}}]}).encode()
+    return head + payload, {protocol.HEADER_LENGTH: str(len(head))}
+
+
+@pytest.mark.parametrize(
+    "body, sig, match",
+    [
+        (b'{"inputs": ' + NESTED + b"}", SIG, "nested"),
+        (b'{"inputs": [{"name": "input", "data": ' + NESTED + b"}]}", SIG, "nested"),
+        (v2([{**tensor(ROW, [1, 4]), "parameters": [1]}]), SIG, r"inputs\[0\].parameters"),
+        (v2([{**tensor(ROW, [1, 4]), "parameters": "x"}]), SIG, r"inputs\[0\].parameters"),
+        (v2([tensor(ROW, [1, 4])], parameters=[1]), SIG, "'parameters' must be an object"),
+        (v2([tensor(ROW, [1, 4])], parameters={"binary_data_output": "yes"}), SIG,
+         "binary_data_output"),
+        (v2([tensor(ROW, [True, 4])]), SIG, "list of integers >= 0"),
+        (v2([tensor(ROW, [1, 4.0])]), SIG, "list of integers >= 0"),
+        (v2([tensor([], [2**70, 0])]), SIG, "shape"),
+        (v2([tensor([], [0] * 40)]), SIG, "shape"),
+        (v2([tensor(ROW, [1, 4], datatype="BYTES")]), SIG, "'BYTES' is not supported"),
+        (v2([tensor(["a"], [1, 1], datatype="BYTES")]), SIGBYTES, "'BYTES' is not supported"),
+        (v2([tensor([1000, 1, 2, 3], [1, 4], datatype="INT8")]), SIG8, "out of range for INT8"),
+        (v2([tensor([-1, 1, 2, 3], [1, 4], datatype="UINT8")]), SIGU8, "out of range for UINT8"),
+        (v2([tensor([256.0, 1, 2, 3], [1, 4], datatype="UINT8")]), SIGU8, "out of range"),
+        (v2([tensor([0.5, 1, 0, 1], [1, 4], datatype="BOOL")]), SIGB, "BOOL"),
+        (v2([tensor([2, 1, 0, 1], [1, 4], datatype="BOOL")]), SIGB, "BOOL"),
+        (v2([tensor([1e6, 1, 0, 1], [1, 4], datatype="FP16")]), SIGF16, "out of range for FP16"),
+        (v2([tensor([1e300, 1, 0, 1], [1, 4])]), SIG, "out of range for FP32"),
+        (v2([tensor(ROW, [1, 4])], id=["x"]), SIG, "'id'"),
+        (v2([tensor(ROW, [1, 4])], id="x" * 10_000), SIG, "'id'"),
+    ],
+)
+def test_hostile_v2_requests_are_bad_requests(body: bytes, sig: ModelSignature, match: str
+                                             ) -> None:
+    with pytest.raises(BadRequest, match=match):
+        protocol.decode_v2(body, {}, sig, 10)
+
+
+@pytest.mark.parametrize(
+    "args, sig, match",
+    [
+        (binary("input", [1, 4], "FP32", b"x" * 16, 15), SIG, "multiple of 4"),
+        (binary("input", [1, 1], "BYTES", b"abcd", 4), SIGBYTES, "'BYTES' is not supported"),
+        (binary("input", [1, 4], "BOOL", b"\x00\x01\x02\x00", 4), SIGB, "BOOL"),
+        (binary("input", [True, 4], "FP32", b"x" * 16, 16), SIG, "list of integers >= 0"),
+    ],
+)
+def test_hostile_binary_tensors_are_bad_requests(args: tuple, sig: ModelSignature, match: str
+                                                 ) -> None:
+    body, headers = args
+    with pytest.raises(BadRequest, match=match):
+        protocol.decode_v2(body, headers, sig, 10)
+
+
+def test_hostile_v1_requests_are_bad_requests() -> None:
+    with pytest.raises(BadRequest, match="nested"):
+        protocol.decode_v1(b'{"instances": ' + NESTED + b"}", SIG, 10)
+    with pytest.raises(BadRequest, match="out of range for INT8"):
+        protocol.decode_v1(json.dumps({"instances": [[1000, 1, 2, 3]]}).encode(), SIG8, 10)
+    with pytest.raises(BadRequest, match="BOOL"):
+        protocol.decode_v1(json.dumps({"instances": [[0.5, 1, 0, 1]]}).encode(), SIGB, 10)
+
+
+def test_in_range_values_still_decode() -> None:
+    got = protocol.decode_v1(json.dumps({"instances": [[-128, 127, 0, 1.0]]}).encode(), SIG8, 10)
+    assert got["input"].tolist() == [[-128, 127, 0, 1]]
+    got = protocol.decode_v1(json.dumps({"instances": [[True, 0, 1, 1.0]]}).encode(), SIGB, 10)
+    assert got["input"].tolist() == [[True, False, True, True]]
+    body, headers = binary("input", [1, 4], "BOOL", b"\x00\x01\x01\x00", 4)
+    assert protocol.decode_v2(body, headers, SIGB, 10)[0]["input"].tolist() == [
+        [False, True, True, False]]
+
+
+@pytest.mark.parametrize(
+    "outputs, match",
+    [
+        ([{"name": "label"}, {"name": "label"}], "'label' is requested twice"),
+        ([{"name": "probabilities"}] * 200, "'probabilities' is requested twice"),
+        ([{"name": "nope"}], "'nope' is not an output"),
+        ([{"name": "label", "parameters": [1]}], r"outputs\[0\].parameters"),
+        ([{"name": "label", "parameters": {"binary_data": "no"}}], "binary_data"),
+        ("label", "'outputs' must be a list"),
+        (["label"], r"outputs\[0\] must be an object"),
+    ],
+)
+def test_requested_outputs_are_checked_before_the_model_runs(outputs: object, match: str
+                                                             ) -> None:
+    with pytest.raises(BadRequest, match=match):
+        protocol.decode_v2(v2([tensor(ROW, [1, 4])], outputs=outputs), {}, SIG, 10)
+
+
+def test_encode_v2_refuses_duplicates_and_bounds_the_response() -> None:
+    out: dict[str, np.ndarray] = {"label": np.zeros(1024, np.int64),
+                                  "probabilities": np.zeros((1024, 3), np.float32)}
+    with pytest.raises(BadRequest, match="twice"):
+        protocol.encode_v2("m", "v1", out, {"outputs": [{"name": "label"}] * 2}, {})
+    with pytest.raises(PayloadTooLarge, match=r"response .* over the limit of 4096 bytes"):
+        protocol.encode_v2("m", "v1", out, {}, {}, max_bytes=4096)
+    binary_req = {"parameters": {"binary_data_output": True}}
+    with pytest.raises(PayloadTooLarge, match="over the limit of 4096 bytes"):
+        protocol.encode_v2("m", "v1", out, binary_req, {}, max_bytes=4096)
+    with pytest.raises(PayloadTooLarge, match="over the limit of 4096 bytes"):
+        protocol.encode_v1("m", "v1", out, {}, max_bytes=4096)
+    body, _ = protocol.encode_v2("m", "v1", out, binary_req, {}, max_bytes=1 << 20)
+    assert len(body) < 1 << 20

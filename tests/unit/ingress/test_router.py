@@ -151,7 +151,7 @@ def test_a_failing_model_is_a_500_counted_against_its_version(rows: np.ndarray) 
     with AsgiClient(router.http) as c:
         r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
         assert r.status_code == 500 and r.json()["code"] == "model_error"
-        assert "failed on purpose" in r.json()["error"]
+        assert "error id" in r.json()["error"]  # details only in the log (below)
         r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()},
                    headers={"x-rollout-version": "v1"})
         assert r.status_code == 200
@@ -257,3 +257,139 @@ def test_a_cancelled_description_is_retried_not_kept(
             r = c.post(f"/v1/models/{MODEL}/predict", json=body)
             assert r.status_code == 200, r.text
     assert versions.described == 2
+
+
+# -- hostile clients: a clear 4xx, counted as rejected, never a model failure ------------------
+
+
+def rejected_and_failed(router: Router, c: AsgiClient) -> tuple[int, int]:
+    stats = collected(router, c).stats
+    return (sum(s.rejected for s in stats.values()), sum(s.failures for s in stats.values()))
+
+
+def test_repeated_outputs_and_request_parameters_are_refused_before_the_model_runs(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, versions = client
+    calls = dict(versions.calls)
+    bodies = [
+        {**oip(rows[:1]), "outputs": [{"name": "probabilities"}] * 200},
+        {**oip(rows[:1]), "outputs": [{"name": "nope"}]},
+        {**oip(rows[:1]), "parameters": [1]},
+        {**oip(rows[:1]), "outputs": [{"name": "label", "parameters": "x"}]},
+        {"inputs": [{**oip(rows[:1])["inputs"][0], "parameters": [1]}]},
+    ]
+    for body in bodies:
+        r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+        assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
+    assert versions.calls == calls  # no model ran for any of them
+    assert rejected_and_failed(router, c) == (len(bodies), 0)
+
+
+def test_an_answer_over_the_response_limit_is_413_counted_as_rejected(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    router.max_response_bytes = 2_000
+    r = c.post(f"/v2/models/{MODEL}/infer", json=oip(rows[:64]))
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    assert "response" in r.json()["error"] and "2000 bytes" in r.json()["error"]
+    r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:64].tolist()})
+    assert r.status_code == 413
+    stats = collected(router, c).stats
+    assert sum(s.rejected for s in stats.values()) == 2
+    assert sum(s.ok + s.failures for s in stats.values()) == 0
+    assert c.post(f"/v2/models/{MODEL}/infer", json=oip(rows[:1])).status_code == 200
+
+
+def test_a_non_finite_regression_output_is_recorded_whole(rows: np.ndarray) -> None:
+    from rayrollout.runtime.base import ModelSignature, TensorSpec
+
+    sig = ModelSignature((TensorSpec("input", "FP32", (-1, 64)),),
+                         (TensorSpec("value", "FP32", (-1, 1)),), "regression")
+    def answering(v: float) -> Any:
+        return lambda x: {"value": np.full((len(x["input"]), 1), v)}
+
+    for bad in (np.inf, -np.inf, np.nan):
+        rt = FakeRuntime(sig, fn=answering(bad))
+        router = Router({"model": MODEL, "weights": {"v1": 100.0}},
+                        RouterPlatform(LocalVersions({"v1": rt}, {"v1": "regression"}),
+                                       replica="r1"))
+        with AsgiClient(router.http) as c:
+            r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+            assert r.status_code == 200, r.text
+            got = collected(router, c)
+        s = got.stats["v1"]
+        assert (s.requests, s.ok, s.errors, sum(s.latency_counts)) == (1, 1, 0, 1)
+        assert sum(s.class_counts) == 0 and got.events[0].prediction != got.events[0].prediction
+
+
+async def chunks(n: int, size: int, sent: list[int]) -> Any:
+    for _ in range(n):
+        sent.append(size)
+        yield b"x" * size
+
+
+@pytest.mark.parametrize("path", ["/v2/models/digits/infer", "/v1/models/digits/feedback"])
+def test_a_chunked_body_is_cut_off_at_the_limit(
+    client: tuple[AsgiClient, Router, LocalVersions], path: str
+) -> None:
+    c, router, _ = client
+    sent: list[int] = []
+    r = c.post(path, content=chunks(64, 64 << 10, sent))  # 4 MiB, no content-length
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    assert sum(sent) <= router.cfg.max_body_bytes + (64 << 10)  # read only up to the limit
+    assert rejected_and_failed(router, c) == (1, 0)
+
+
+@pytest.mark.parametrize("path", ["/v2/models/digits/infer", "/v1/models/digits/feedback"])
+def test_a_content_length_of_5000_digits_is_413_not_500(
+    client: tuple[AsgiClient, Router, LocalVersions], path: str
+) -> None:
+    c, router, _ = client
+    r = c.post(path, content=b"{}", headers={"content-length": "9" * 5000})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text
+    assert rejected_and_failed(router, c) == (1, 0)
+
+
+def test_sticky_keys_are_bounded(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    body = {"instances": rows[:1].tolist()}
+    r = c.post(f"/v1/models/{MODEL}/predict", json=body, headers={"x-rollout-key": "k" * 256})
+    assert r.status_code == 200
+    r = c.post(f"/v1/models/{MODEL}/predict", json=body, headers={"x-rollout-key": "k" * 257})
+    assert r.status_code == 400 and "x-rollout-key" in r.json()["error"]
+    got = collected(router, c)
+    assert sum(s.rejected for s in got.stats.values()) == 1
+    assert [len(e.unit) for e in got.events] == [256]
+
+
+def test_a_model_error_hides_its_details_behind_an_error_id(
+    rows: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rayrollout.errors import PredictError
+
+    sig = classifier_signature(64, 10)
+    secret = "ONNX model '/srv/models/secret/v2.onnx' failed: [ONNXRuntimeError] : 6 : RUNTIME"
+    router, _ = make({"v1": FailingRuntime(sig, PredictError(secret))})
+    with AsgiClient(router.http) as c, caplog.at_level("WARNING", "rayrollout.router"):
+        r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+    assert r.status_code == 500 and r.json()["code"] == "model_error"
+    text = r.json()["error"]
+    assert "/srv/models" not in text and "ONNXRuntimeError" not in text
+    eid = text.split("error id ")[1].split()[0].strip(";.)")
+    assert any(eid in rec.getMessage() and "/srv/models/secret" in rec.getMessage()
+               for rec in caplog.records)
+
+
+def test_a_hostile_label_is_a_400_counted_as_rejected(
+    client: tuple[AsgiClient, Router, LocalVersions],
+) -> None:
+    c, router, _ = client
+    for body in (b'{"request_id": "a", "label": ' + b"9" * 400 + b"}",
+                 b'{"request_id": "a", "label": NaN}', b"[" * 5000):
+        r = c.post(f"/v1/models/{MODEL}/feedback", content=body)
+        assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
+    assert rejected_and_failed(router, c) == (3, 0)
