@@ -60,6 +60,16 @@ class StrategySpec(Strict):
         return steps
 
 
+# judge arguments the rollout sets itself: a check's params may not override them
+RESERVED_PARAMS = {
+    "alpha": "analysis.alpha and the check's weight (its share of the error budget)",
+    "warmup_s": "analysis.warmup_s",
+    "unit_mode": "analysis.unit_mode",
+    "name": "the check's name",
+    "start_t": "the controller (the candidate's first request)",
+}
+
+
 class CheckSpec(Strict):
     """One judge guarding the rollout. ``weight`` is its share of the alpha budget."""
 
@@ -67,6 +77,15 @@ class CheckSpec(Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN)
     weight: float = Field(1.0, gt=0)
     params: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _not_reserved(cls, params: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        for key in params:
+            if key in RESERVED_PARAMS:
+                raise ValueError(f"params.{key} is not a check parameter: it is set by "
+                                 f"{RESERVED_PARAMS[key]}")
+        return params
 
     @field_validator("kind")
     @classmethod

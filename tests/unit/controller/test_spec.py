@@ -155,3 +155,18 @@ def test_every_rollout_spec_in_configs_validates_and_builds_its_judges(
     names = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
     assert {c: list(js) for c, js in judges.items()} == {
         c.name: names for c in spec.candidates}
+
+
+@pytest.mark.parametrize("param, value, where", [
+    ("alpha", 0.99, "analysis.alpha"), ("start_t", "x", "the controller"),
+    ("warmup_s", 0, "analysis.warmup_s"), ("unit_mode", "session", "analysis.unit_mode"),
+    ("name", "other", "the check's name"),
+])
+def test_check_params_cannot_override_what_the_spec_sets(param: str, value: Any,
+                                                          where: str) -> None:
+    """A check's ``params`` reach the judge's constructor: the arguments the rollout sets
+    itself (its alpha share, warm-up, unit mode, name, start time) are refused, naming the
+    parameter and where it is set (``alpha: 0.99`` would void the error bound; ``start_t: "x"``
+    made every tick raise)."""
+    msg = invalid(spec_doc(analysis={"checks": [{"kind": "latency", "params": {param: value}}]}))
+    assert f"params.{param}" in msg and where in msg, msg
