@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=None, help=f"of {list(DEFAULT_METHODS)}")
     ap.add_argument("--horizon-min", type=float, default=None, help="override the horizon")
     ap.add_argument("--suite-seed", type=int, default=20240501)
+    ap.add_argument("--first-run", type=int, default=0,
+                    help="with --scenario: run indices first-run .. first-run + seeds - 1 "
+                         "(fresh runs for a confirmation, none shared with the matrix's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--null-first", type=int, default=300,
                     help="--matrix: null runs before extending to the file's count where "
@@ -61,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         scenarios, results, cpu = run_matrix(scenarios, a.suite_seed, methods, a.workers,
                                              a.null_first)
     else:
-        results, cpu = run_scenarios(scenarios, a.seeds, a.suite_seed, methods, a.workers)
+        n = None if a.seeds is None else a.first_run + a.seeds
+        results, cpu = run_scenarios(scenarios, n, a.suite_seed, methods, a.workers,
+                                     first=a.first_run)
     wall = time.perf_counter() - t0
     lines = relativize(summarise_all(scenarios, results, a.suite_seed, methods))
     for line in lines:

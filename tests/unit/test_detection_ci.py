@@ -355,6 +355,10 @@ def test_cli_prints_one_json_line_per_scenario_and_method(
     assert "false_rollback" in lines[0] and "miss_rate" in lines[2]
     assert lines[0]["seeds"]["run_indices"] == [0, 2]
     assert json.loads(out.read_text())["results"] == lines
+    assert main(["--seeds", "3", "--methods", "ours", "--horizon-min", "5", "--workers", "1",
+                 "--scenario", files[0], "--first-run", "600"]) == 0  # fresh runs
+    again = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert again[0]["seeds"]["run_indices"] == [600, 602] and again[0]["n_runs"] == 3
 
 
 def test_session_mode_is_the_judges_session_code(monkeypatch: pytest.MonkeyPatch) -> None:
