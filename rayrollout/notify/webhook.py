@@ -26,5 +26,18 @@ class WebhookNotifier:
         try:
             r = httpx.post(self.url, json=event, timeout=self.timeout_s, headers=self.headers)
             r.raise_for_status()
-        except httpx.HTTPError as e:
-            log.warning("webhook %s failed: %s", self.url, e)
+        except httpx.HTTPStatusError as e:
+            log.warning("webhook to %s failed: HTTP %d", where(self.url), e.response.status_code)
+        except httpx.HTTPError as e:  # its text holds the URL: name the error's kind only
+            log.warning("webhook to %s failed: %s", where(self.url), type(e).__name__)
+
+
+def where(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, for logs: its path, query and password often hold
+    a secret (a chat hook's path, a token)."""
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "(an invalid URL)"
+    port = f":{u.port}" if u.port else ""
+    return f"{u.scheme}://{u.host}{port}"

@@ -22,7 +22,7 @@ class Hook:
             def do_POST(self) -> None:
                 n = int(self.headers["content-length"])
                 hook.received.append(json.loads(self.rfile.read(n)))
-                self.send_response(500 if self.path == "/broken" else 204)
+                self.send_response(500 if self.path.startswith("/broken") else 204)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -55,6 +55,22 @@ def test_a_failing_webhook_is_logged_not_raised(hook: Hook, caplog: pytest.LogCa
     fut = WebhookNotifier(hook.url + "/broken").notify({"message": "x"})
     fut.result(timeout=10)  # no exception
     assert "webhook" in caplog.text and "500" in caplog.text
+
+
+def test_a_failing_webhook_logs_its_host_not_its_secrets(hook: Hook,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    """A webhook URL often carries a secret (a Slack path, a token in the query, user:pass):
+    the failure log names the host and the status, never the URL's path, query or password."""
+    port = hook.url.rsplit(":", 1)[1]
+    url = f"http://bot:pa55word@127.0.0.1:{port}/broken/T0KEN-PATH?token=s3cret"
+    WebhookNotifier(url).notify({"message": "x"}).result(timeout=10)
+    assert f"127.0.0.1:{port}" in caplog.text and "500" in caplog.text
+    for secret in ("pa55word", "T0KEN-PATH", "s3cret", "bot:"):
+        assert secret not in caplog.text
+    WebhookNotifier("http://127.0.0.1:1/x?token=s3cret", timeout_s=1.0).notify({}).result(
+        timeout=10)  # nothing listens: a connection error, logged without the query
+    assert "ConnectError" in caplog.text and "s3cret" not in caplog.text
 
 
 def test_specs() -> None:
