@@ -54,7 +54,9 @@ def pooled(runs: list[dict[str, Any]], mode: str, conc: int) -> dict[str, Any]:
 
 def about(run: dict[str, Any], path: Path) -> dict[str, Any]:
     m = run["machine"]
-    return {"file": str(c.shown(path)), "git": run.get("git"), "date": m.get("date"),
+    shown = c.shown(path)  # a run kept outside the repository is named by its file name only
+    return {"file": str(shown if not shown.is_absolute() else path.name), "git": run.get("git"),
+            "date": m.get("date"),
             "loadavg_1m": [m.get("loadavg_1m_at_start"), m.get("loadavg_1m_at_end")]}
 
 
