@@ -99,20 +99,16 @@ def midrank_scores(reference: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
-class ArmBetLatency:
-    """Test B' on latency: H0 "the candidate is not slower than ``(1 + tau)`` x the stable
-    latency + ``delta_ms`` at the same moment". See the module docstring."""
+class _Windowed:
+    """An arm-bet e-process with its reference: the last ``window`` values seen before each
+    batch (both arms, the candidate's already shifted by the tolerance), oldest first."""
 
-    def __init__(self, tau: float = 0.0, delta_ms: float = 0.0,
-                 lambdas: Sequence[float] = DEFAULT_LAMBDAS, window: int = DEFAULT_WINDOW
-                 ) -> None:
-        if not tau >= 0.0 or not delta_ms >= 0.0:
-            raise ValueError(f"tolerances must be >= 0, got tau={tau!r} delta_ms={delta_ms!r}")
+    def __init__(self, lambdas: Sequence[float], window: int) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window!r}")
-        self.tau, self.delta_ms, self.window = float(tau), float(delta_ms), int(window)
+        self.window = int(window)
         self.bet = ArmBetEProcess(lambdas)
-        self._ref: list[float] = []  # the last ``window`` values, oldest first
+        self._ref: list[float] = []
 
     @property
     def log_e(self) -> float:
@@ -126,6 +122,31 @@ class ArmBetLatency:
     def n(self) -> int:
         """Requests bet on (each one a comparison against the moment's reference)."""
         return self.bet.n
+
+    def _bet(self, c: np.ndarray, w: np.ndarray, g: np.ndarray, m: np.ndarray) -> None:
+        """Bet on the batch, then let its values into the reference (after: predictable)."""
+        self.bet.update_many(c, w, g)
+        self._ref = [*self._ref, *as_float_list(m)][-self.window:]
+
+    def _state(self) -> dict[str, Any]:
+        return {"bet": self.bet.to_state(), "ref": list(self._ref), "window": self.window}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.bet.load(state["bet"])
+        self._ref = as_float_list(state["ref"])
+
+
+class ArmBetLatency(_Windowed):
+    """Test B' on latency: H0 "the candidate is not slower than ``(1 + tau)`` x the stable
+    latency + ``delta_ms`` at the same moment". See the module docstring."""
+
+    def __init__(self, tau: float = 0.0, delta_ms: float = 0.0,
+                 lambdas: Sequence[float] = DEFAULT_LAMBDAS, window: int = DEFAULT_WINDOW
+                 ) -> None:
+        if not tau >= 0.0 or not delta_ms >= 0.0:
+            raise ValueError(f"tolerances must be >= 0, got tau={tau!r} delta_ms={delta_ms!r}")
+        super().__init__(lambdas, window)
+        self.tau, self.delta_ms = float(tau), float(delta_ms)
 
     @property
     def cles(self) -> float:
@@ -143,24 +164,20 @@ class ArmBetLatency:
         if np.isnan(lat).any():
             raise ValueError("observation is NaN")
         m = np.where(c, (lat - self.delta_ms) / (1.0 + self.tau), lat)
-        g = midrank_scores(np.sort(np.asarray(self._ref)), m)
-        self.bet.update_many(c, w, g)
-        self._ref = [*self._ref, *as_float_list(m)][-self.window:]
+        self._bet(c, w, midrank_scores(np.sort(np.asarray(self._ref)), m), m)
 
     def to_state(self) -> dict[str, Any]:
-        return {"bet": self.bet.to_state(), "ref": list(self._ref), "tau": self.tau,
-                "delta_ms": self.delta_ms, "window": self.window}
+        return {**self._state(), "tau": self.tau, "delta_ms": self.delta_ms}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ArmBetLatency:
         p = cls(tau=state["tau"], delta_ms=state["delta_ms"], lambdas=state["bet"]["lambdas"],
                 window=state["window"])
-        p.bet.load(state["bet"])
-        p._ref = as_float_list(state["ref"])
+        p._load(state)
         return p
 
 
-class ArmBetDifference:
+class ArmBetDifference(_Windowed):
     """Test B' on scores in [0, 1] where larger is worse (Brier): H0 "the candidate's mean at
     each moment is at most the stable's + ``delta``". The null is about means, so ``g`` is
     affine in the value: ``g = (M - m) / (1 + delta)`` with ``M = s - delta`` for the candidate
@@ -171,23 +188,8 @@ class ArmBetDifference:
                  window: int = DEFAULT_WINDOW) -> None:
         if not 0.0 <= delta < 1.0:
             raise ValueError(f"delta must lie in [0, 1), got {delta!r}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window!r}")
-        self.delta, self.window = float(delta), int(window)
-        self.bet = ArmBetEProcess(lambdas)
-        self._ref: list[float] = []
-
-    @property
-    def log_e(self) -> float:
-        return self.bet.log_e
-
-    @property
-    def max_log_e(self) -> float:
-        return self.bet.max_log_e
-
-    @property
-    def n(self) -> int:
-        return self.bet.n
+        super().__init__(lambdas, window)
+        self.delta = float(delta)
 
     @property
     def mean_difference(self) -> float:
@@ -205,16 +207,13 @@ class ArmBetDifference:
         m = np.where(c, s - self.delta, s)
         level = float(np.mean(self._ref)) if self._ref else 0.5
         g = np.clip((m - level) / (1.0 + self.delta), -1.0, 1.0)  # clip: rounding only
-        self.bet.update_many(c, w, g)
-        self._ref = [*self._ref, *as_float_list(m)][-self.window:]
+        self._bet(c, w, g, m)
 
     def to_state(self) -> dict[str, Any]:
-        return {"bet": self.bet.to_state(), "ref": list(self._ref), "delta": self.delta,
-                "window": self.window}
+        return {**self._state(), "delta": self.delta}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ArmBetDifference:
         p = cls(delta=state["delta"], lambdas=state["bet"]["lambdas"], window=state["window"])
-        p.bet.load(state["bet"])
-        p._ref = as_float_list(state["ref"])
+        p._load(state)
         return p
