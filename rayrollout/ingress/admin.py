@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rayrollout.controller.phases import VERBS
@@ -50,10 +50,8 @@ from rayrollout.controller.port import ControllerHandle, ServePort
 from rayrollout.errors import (
     BadRequest,
     NotFound,
-    RolloutError,
     Unauthorized,
     UnavailableError,
-    http_status,
 )
 from rayrollout.ingress.http import NO_STORE, JsonApp, json_response
 from rayrollout.spec import RolloutSpec, RouterConfig, format_validation_error
@@ -117,13 +115,13 @@ class AdminAPI:
         return [
             Route("/", self.page, methods=get),
             Route("/ui", self.page, methods=get),
-            Route("/status", _guarded(self._status), methods=get),
-            Route("/verbs", _guarded(self._verbs), methods=get),
-            Route("/history", _guarded(self._history), methods=get),
-            Route("/verify", _guarded(self._verify), methods=get),
-            Route("/replay", _guarded(self._replay), methods=get),
-            Route("/start", _guarded(self._start), methods=post),
-            *(Route(f"/{verb}", _guarded(self._verb(verb)), methods=post) for verb in VERBS),
+            Route("/status", self._status, methods=get),
+            Route("/verbs", self._verbs, methods=get),
+            Route("/history", self._history, methods=get),
+            Route("/verify", self._verify, methods=get),
+            Route("/replay", self._replay, methods=get),
+            Route("/start", self._start, methods=post),
+            *(Route(f"/{verb}", self._verb(verb), methods=post) for verb in VERBS),
         ]
 
     # -- authentication ----------------------------------------------------------------------------
@@ -264,32 +262,6 @@ def _int_param(value: str | None, name: str, most: int = _MAX_ID) -> int | None:
     if int(value) > most:
         raise BadRequest(f"{name}={shown} must be at most {most}")
     return int(value)
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _guarded(endpoint: Endpoint) -> Endpoint:
-    """``endpoint``, whose internal errors (a 500: a bug, a broken store) are answered with a
-    generic message and an error id, the details logged under that id; our 4xx and 503 keep
-    their message."""
-
-    async def run(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as e:
-            if isinstance(e, RolloutError) and (http_status(e) < 500
-                                                or isinstance(e, UnavailableError)):
-                raise
-            error_id = secrets.token_hex(8)
-            log.error("%s %s failed (error id %s)", request.method, request.url.path, error_id,
-                      exc_info=e)
-            return JSONResponse(
-                {"error": f"internal error (error id {error_id}): the router's log has the "
-                          "details", "code": "internal_error", "error_id": error_id},
-                status_code=500, headers=NO_STORE)
-
-    return run
 
 
 def _verb_body(raw: bytes) -> VerbBody:

@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from rayrollout.errors import (
     MethodNotAllowed,
+    ModelError,
     NotFound,
     PayloadTooLarge,
     RolloutError,
@@ -111,16 +112,27 @@ class JsonApp:
     def _answer(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             exc = as_rollout_error(request, exc)
-        if isinstance(exc, RolloutError):
+        if isinstance(exc, RolloutError) and not _internal(exc):
             if self.on_error is not None:
                 self.on_error(request, exc)
             return error_response(exc, self.headers)
-        eid = secrets.token_hex(6)
+        eid = error_id()
         log.error("%s %s failed (error id %s)", request.method, request.url.path, eid,
                   exc_info=exc)
         body = {"error": f"internal error (error id {eid}; the details are in the log)",
                 "code": "internal_error", "error_id": eid}
         return JSONResponse(body, status_code=500, headers=self.headers)
+
+
+def _internal(exc: RolloutError) -> bool:
+    """A 500 of ours that is not a model's failure (a broken store, a bug): its message may
+    name files and internals, so the client gets an error id and the log the details."""
+    return http_status(exc) == 500 and not isinstance(exc, ModelError)
+
+
+def error_id() -> str:
+    """An id that ties an answer to the log entry holding the details."""
+    return secrets.token_hex(6)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -18,13 +18,13 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections.abc import Mapping
 
 import numpy as np
 
 from rayrollout.dataplane.events import Outcome
 from rayrollout.errors import BadRequest, ModelError, ModelTimeout
+from rayrollout.ingress.http import error_id
 from rayrollout.ingress.versions import VersionClient
 from rayrollout.runtime import summarize_prediction
 
@@ -39,10 +39,6 @@ def sticky_key(headers: Mapping[str, str], name: str) -> str | None:
         raise BadRequest(f"header {name} is {len(key)} characters long; at most "
                          f"{MAX_STICKY_KEY_CHARS}")
     return key
-
-
-def error_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 async def call_version(versions: VersionClient, version: str, arrays: dict[str, np.ndarray],

@@ -43,8 +43,8 @@ from rayrollout.errors import (
     UnavailableError,
 )
 from rayrollout.ingress.admin import AdminAPI
-from rayrollout.ingress.http import JsonApp, error_response, json_response, read_body
-from rayrollout.ingress.inference import call_version, error_id, sticky_key, summary
+from rayrollout.ingress.http import JsonApp, error_id, error_response, json_response, read_body
+from rayrollout.ingress.inference import call_version, sticky_key, summary
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
 from rayrollout.runtime import ModelSignature
