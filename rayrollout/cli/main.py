@@ -29,6 +29,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
+from rayrollout.cli import drill
 from rayrollout.cli.render import render_history, render_status, safe_text, say
 from rayrollout.cli.validate import validate
 from rayrollout.client.admin import AdminClient
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="check the decision log's hash chain")
     r = sub.add_parser("replay", help="replay a rollout's recorded inputs through decide()")
     r.add_argument("--rollout", type=int, default=None)
+    drill.add_parser(sub)
     return p
 
 
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = 
         return run(args.config, args.requests, args.concurrency)
     if args.cmd == "validate":
         return validate(args.file)
+    if args.cmd == "drill":
+        return drill.command(args)
     client = AdminClient(args.url, args.token, transport)
     try:
         return COMMANDS[args.cmd](client, args)

@@ -9,6 +9,9 @@ Guarantees:
 * If a grouped call raises, each request of the group is retried alone, so one request's bad
   input never fails its neighbours; the offending request alone gets the error.
 * ``flags`` travel with the version: the router returns them with every response it serves.
+* A version with active ``faults`` misbehaves exactly as they say (``FaultInjector``: a slow
+  constructor, delays, errors, hangs, a crash of the replica, wrong rows); one without takes a
+  single ``is None`` branch per request and is otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ray.serve import Application
 
 from rayrollout.names import VERSION_DEPLOYMENT
 from rayrollout.runtime import load_runtime
+from rayrollout.runtime.faults import FaultInjector
 from rayrollout.spec import VersionConfig
 
 log = logging.getLogger("rayrollout.version")
@@ -46,6 +50,13 @@ class ModelVersion:
         batched.set_batch_wait_timeout_s(cfg.batching.batch_wait_timeout_s)
         self._signature = {**self.runtime.signature.to_dict(), "task": cfg.task}
         self._inline_rows = cfg.inline_rows if cfg.device == "cpu" else 0
+        self._faults: FaultInjector | None = None
+        if cfg.faults is not None and cfg.faults.active:
+            log.warning("version %s injects faults on purpose: %s", cfg.name,
+                        cfg.faults.model_dump(exclude_defaults=True))
+            self._faults = FaultInjector(cfg.faults, cfg.task)
+            self._faults.slow_start()  # the replica is not ready until it returns
+            self._faults.crash_timer()
 
     def signature(self) -> dict[str, Any]:
         return self._signature
@@ -63,6 +74,11 @@ class ModelVersion:
         }
 
     async def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._faults is not None:
+            return await self._faults.run(self._predict, inputs)
+        return await self._predict(inputs)
+
+    async def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = await self._predict_batched(inputs)
         if isinstance(result, BaseException):
             raise result

@@ -4,6 +4,7 @@
   (``VersionSpec`` / ``VersionConfig``) and a router (``RouterConfig``).
 * ``rayrollout.spec.rollout`` — a whole rollout (``RolloutSpec``): candidates, steps, checks,
   guards, notifiers; ``load_spec`` reads one from a dict or a YAML file.
+* ``rayrollout.spec.faults`` — faults a version injects on purpose (``FaultSpec``), for drills.
 
 Every model rejects unknown fields and fails before anything starts with an error naming the
 field and the value (``format_validation_error``). Wire schemas of the HTTP API are not here:
@@ -12,6 +13,7 @@ they live with the routes that speak them (``rayrollout.dataplane.protocol``,
 """
 
 from rayrollout.spec.base import NAME_PATTERN, Strict, format_validation_error
+from rayrollout.spec.faults import FaultSpec
 from rayrollout.spec.rollout import (
     AnalysisSpec,
     CheckSpec,
@@ -39,6 +41,7 @@ __all__ = [
     "AnalysisSpec",
     "BatchingConfig",
     "CheckSpec",
+    "FaultSpec",
     "NotifierSpec",
     "RolloutSpec",
     "RouterConfig",
