@@ -28,6 +28,7 @@ from typing import Any
 
 from rayrollout.controller.phases import FINAL
 from rayrollout.controller.port import ControllerHandle, ServePort
+from rayrollout.errors import UnavailableError
 from rayrollout.names import router_app_name, version_app_name
 from rayrollout.spec import RolloutSpec, RouterConfig, load_spec
 
@@ -126,26 +127,45 @@ class Rollout:
     def replay(self, rollout: int | None = None) -> dict[str, Any]:
         return dict(self._h.call("replay", rollout))
 
+    def _poll(self, deadline: float | None) -> dict[str, Any] | None:
+        """The status, or None while the controller is unavailable (Ray is restarting it: it
+        reloads the rollout from its store and answers again). Past ``deadline`` an
+        unavailable controller is an error."""
+        try:
+            return self.status()
+        except UnavailableError:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            return None
+
     def watch(self, interval_s: float = 1.0, timeout_s: float | None = None
               ) -> Iterator[dict[str, Any]]:
         """Yield the status every ``interval_s`` until the rollout's outcome is known (promoted,
-        completed or rolled back) or ``timeout_s`` passes."""
+        completed or rolled back) or ``timeout_s`` passes. A controller restart is waited out
+        (nothing is yielded while it is unavailable); ``UnavailableError`` only if it is still
+        unavailable when ``timeout_s`` has passed."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            st = self.status()
-            yield st
-            if st["phase"] in FINAL_PHASES or (deadline and time.monotonic() > deadline):
+            st = self._poll(deadline)
+            if st is not None:
+                yield st
+                if st["phase"] in FINAL_PHASES:
+                    return
+            if deadline is not None and time.monotonic() > deadline:
                 return
             time.sleep(interval_s)
 
     def wait(self, phases: set[str] | frozenset[str] = FINAL_PHASES,
              timeout_s: float = 600.0) -> dict[str, Any]:
-        """Block until the phase is one of ``phases``; TimeoutError otherwise."""
+        """Block until the phase is one of ``phases``; TimeoutError otherwise. A controller
+        restart is waited out; ``UnavailableError`` only if the controller is still
+        unavailable at the deadline."""
         deadline = time.monotonic() + timeout_s
         while True:
-            st = self.status()
-            if st["phase"] in phases:
+            st = self._poll(deadline)
+            if st is not None and st["phase"] in phases:
                 return st
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.model}: still {st['phase']} after {timeout_s:g} s")
+                phase = st["phase"] if st is not None else "unknown"
+                raise TimeoutError(f"{self.model}: still {phase} after {timeout_s:g} s")
             time.sleep(0.2)

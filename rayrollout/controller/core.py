@@ -69,10 +69,12 @@ def encode_inputs(
     command: Command | None,
     labelled: Sequence[LabelledEvent] = (),
     watermark: float | None = math.inf,
+    accounting: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     wm: dict[str, Any] = {} if watermark == math.inf else {"watermark": watermark}
     return {
         **wm,
+        **(accounting or {}),
         "labelled": [_nan_to_none(e) for e in labelled],
         "now": now,
         "events": [_nan_to_none(e) for e in events],
@@ -152,17 +154,21 @@ class ControllerCore:
         command: Command | None = None,
         labelled: Sequence[LabelledEvent] = (),
         watermark: float | None = math.inf,
+        accounting: dict[str, Any] | None = None,
     ) -> tuple[list[Action], Decision | None]:
         """One step. ``events`` are the new request events as reported, in any order;
         ``watermark`` releases the held and new ones that arrived before it (``inf``: all of
-        them; ``None``: no router answered, release nothing new). Persists before it returns;
-        raises ``IllegalTransition`` for a bad verb (and then persists nothing)."""
+        them; ``None``: no router answered, release nothing new). ``accounting`` (requests
+        rejected per version, events lost off full router buffers) is only persisted with the
+        inputs, so the store accounts for every request the routers reported; ``decide`` and
+        replay never read it. Persists before it returns; raises ``IllegalTransition`` for a
+        bad verb (and then persists nothing)."""
         requests = requests or {}
         failed = failed or {}
         saved = self.judge_states() if self.store is not None else None
         try:
             return self._tick(now, events, shadow, requests, ready, failed, command, labelled,
-                              watermark)
+                              watermark, accounting)
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
                 self.judges = _restore(saved, self.spec)
@@ -180,6 +186,7 @@ class ControllerCore:
         command: Command | None,
         labelled: Sequence[LabelledEvent],
         watermark: float | None,
+        accounting: dict[str, Any] | None = None,
     ) -> tuple[list[Action], Decision | None]:
         released = self.order.release(events, watermark) if command is None else []
         results = self._judge(now, released, shadow, labelled) if command is None else {}
@@ -201,7 +208,7 @@ class ControllerCore:
             self.order = ArrivalOrder()
         if self.store is not None:  # persist first: memory never runs ahead of the store
             inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
-                                   watermark)
+                                   watermark, accounting)
             states = {"attempt": new.attempt, "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
                 "held": [_nan_to_none(e) for e in self.order.held],

@@ -9,6 +9,7 @@ an actor that died as ``UnavailableError``, a missing actor as ``NotFound``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,8 @@ from rayrollout.serving.version import version_app
 from rayrollout.spec import RouterConfig, VersionConfig
 
 BROADCAST_TIMEOUT_S = 10.0
+
+log = logging.getLogger("rayrollout.port")
 
 
 def _status_name(app: Any) -> str:
@@ -76,13 +79,28 @@ class RayServePort:
         return h
 
     def _broadcast(self, model: str, method: str, *args: Any) -> list[Any]:
+        """The answers of every router replica that answered. A replica that died or did not
+        answer in time is left out (its replacement gets the table from the controller, and
+        what it recorded died with it); the others' answers are kept: a ``collect`` has
+        drained them, and dropping them would lose their requests from the counts.
+        ``UnavailableError`` when no replica answered."""
         try:
-            return list(self._router(model).broadcast(method, *args)
-                        .results(timeout_s=self.timeout_s))
-        except Exception as e:  # no router app yet, a replica restarting, a timeout
+            answers = list(self._router(model).broadcast(method, *args)
+                           .results(timeout_s=self.timeout_s, return_exceptions=True))
+        except Exception as e:  # no router app yet, or the broadcast itself timed out
             raise UnavailableError(
                 f"the routers of {model!r} did not answer {method}: {type(e).__name__}: {e}"
             ) from e
+        ok = [a for a in answers if not isinstance(a, BaseException)]
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        if failed and not ok:
+            first = failed[0]
+            raise UnavailableError(f"the routers of {model!r} did not answer {method}: "
+                                   f"{type(first).__name__}: {first}") from first
+        if failed:
+            log.warning("%d of %d router replicas of %r did not answer %s: %s", len(failed),
+                        len(answers), model, method, type(failed[0]).__name__)
+        return ok
 
     def push_table(self, model: str, table: Mapping[str, Any]) -> list[int]:
         return [int(e) for e in self._broadcast(model, "set_routes", dict(table))]

@@ -1,0 +1,279 @@
+"""Faults under steady load on a real local Ray: candidate replicas killed mid-canary, a router
+replica killed, the controller killed at random points. Each rollout must end in the right
+state with its whole log, the stable path must not fail, and each test reports what its fault
+cost (failed requests by version, seconds from the fault to recovery) with ``record_property``
+and as JSON in its tmp_path.
+
+A candidate that hangs is the ``hang`` fault of ``VersionSpec.faults`` (the drills run every
+fault kind; this one runs it under the chaos tests' load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+import rayrollout.client.api as rr
+from rayrollout.errors import UnavailableError
+from rayrollout.names import ROUTER_DEPLOYMENT, VERSION_DEPLOYMENT, router_app_name
+from rayrollout.serving.port import RayServePort
+from tests.conftest import ARTIFACTS, RayServe
+from tests.integration.test_load import (
+    NO_VERSION,
+    Ledger,
+    Model,
+    Traffic,
+    check_log,
+    make_model,
+    remove_model,
+    report,
+    rollout_spec,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+CLIENTS = 12
+
+
+@pytest.fixture
+def model(ray_serve: RayServe, tmp_path: Path) -> Iterator[Model]:
+    m = make_model(ray_serve, tmp_path)
+    yield m
+    remove_model(m)
+
+
+def replica_actors(app: str, deployment: str) -> list[str]:
+    """Names of the live Serve replica actors of one deployment of ``app``."""
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(prefix)]
+
+
+def kill_replicas(app: str, deployment: str) -> list[str]:
+    """Kill every replica of a deployment as a crash would (Serve starts new ones)."""
+    names = replica_actors(app, deployment)
+    for n in names:
+        with contextlib.suppress(ValueError):  # already gone
+            ray.kill(ray.get_actor(n, namespace="serve"), no_restart=True)
+    return names
+
+
+def decision_at(ro: rr.Rollout, phase: str) -> float | None:
+    return next((e["now"] for e in ro.history() if e["phase_to"] == phase), None)
+
+
+def test_candidate_replicas_killed_mid_canary_recover(
+    model: Model, heldout, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """The candidate's replicas crash (killed, as by an OOM or a lost node) while it serves a
+    canary step. Requests in flight on them fail, counted against the candidate; Serve starts
+    new replicas and the router's calls go to them. One crash that fails a handful of requests
+    is no evidence that the candidate is worse (the errors check bounds false rollbacks), so
+    the right outcome for a good candidate is that it recovers and is promoted, with the stable
+    path untouched. (A candidate that crashes again and again is rolled back: the ``crash``
+    fault drill shows that.)"""
+    X, _ = heldout
+    steps = [{"weight": 30, "min_duration_s": 15}, {"weight": 60, "min_duration_s": 5}]
+    spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps)
+    ro = model.start(spec)
+    app = f"{model.name}-v2"
+    with Traffic(model.base, model.name, X, clients=CLIENTS) as load:
+        wait_for(ro, {"canary"}, timeout_s=120)
+        time.sleep(3.0)  # the candidate serves its share first
+        killed_at = time.time()
+        killed = kill_replicas(app, VERSION_DEPLOYMENT)
+        assert killed
+        served_again = None
+        deadline = time.monotonic() + 60
+        while served_again is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            served_again = next((r.t0 for r in load.replies
+                                 if r.t0 > killed_at and r.version == "v2" and r.status == 200),
+                                None)
+        st = wait_for(ro, {"promoted", "rolled_back"}, timeout_s=180)
+        time.sleep(1.0)
+    failed = load.failed()
+    print("\ncandidate killed:", killed, "phase", st["phase"], "failed", dict(failed),
+          "served", dict(load.served()))
+    assert served_again is not None  # a new replica answered
+    assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}, st["checks"]
+    check_log(ro, [("canary", "canary", 1), ("canary", "promoted", 1)])
+    assert failed["v1"] == 0 and failed[NO_VERSION] == 0, failed  # the stable path held
+    led = Ledger.settle(model.store, st["rollout"], load.sent)
+    report(record_property, tmp_path, "chaos_candidate_killed", {
+        "replicas_killed": len(killed), "failed": dict(failed), "served": dict(load.served()),
+        "s_kill_to_candidate_answers": round(served_again - killed_at, 2),
+        "sent": load.sent, "recorded": led.recorded})
+
+
+def test_a_candidate_that_hangs_is_rolled_back_and_the_stable_path_holds(
+    model: Model, heldout, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """A third of the candidate's requests never answer. The router gives up on each after
+    its request timeout (a 504, counted as the candidate's TIMEOUT); the errors check rolls
+    it back; the stable path fails nothing and, after the rollback, nothing fails at all."""
+    X, _ = heldout
+    cand = {"name": "v2", "runtime": "onnx", "artifact": str(ARTIFACTS / "v2.onnx"),
+            "faults": {"hang_fraction": 0.3, "seed": 3}}
+    spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"),
+                        [{"weight": 20, "min_duration_s": 120}, {"weight": 50}],
+                        candidates=[cand], router={"request_timeout_s": 2.0})
+    ro = model.start(spec)
+    with Traffic(model.base, model.name, X, clients=CLIENTS) as load:
+        wait_for(ro, {"canary"}, timeout_s=120)
+        canary_at = time.time()
+        st = wait_for(ro, {"rolled_back", "promoted"}, timeout_s=120)
+        time.sleep(3.0)  # every hung request has timed out by now
+    assert st["phase"] == "rolled_back" and st["weights"] == {"v1": 100.0}
+    log = check_log(ro, [("canary", "rolled_back", 0)])
+    assert "errors" in log[-1]["reason"]
+    failed = load.failed()
+    assert failed["v1"] == 0 and failed[NO_VERSION] == 0 and failed["v2"] > 0, failed
+    timed_out = Counter(r.status for r in load.replies if r.version == "v2" and r.status != 200)
+    assert set(timed_out) == {504}, timed_out
+    after = load.failed(since=log[-1]["now"] + 2.5)  # the last hung ones time out
+    assert sum(after.values()) == 0, after
+    report(record_property, tmp_path, "chaos_candidate_hangs", {
+        "failed": dict(failed), "served": dict(load.served()),
+        "s_canary_to_rollback": round(log[-1]["now"] - canary_at, 2)})
+
+
+def router_epochs(m: Model) -> list[int]:
+    return [int(t["epoch"]) for t in RayServePort().router_tables(m.name)]
+
+
+def test_router_replica_killed(
+    model: Model, heldout, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """Two router replicas; one is killed mid-canary. The other carries the traffic, Serve
+    starts a new one, which serves the current routing epoch (it asks the controller, and
+    the controller pushes again to a replica that reports an older one), and the rollout is
+    promoted as it would have been."""
+    X, _ = heldout
+    steps = [{"weight": 20, "min_duration_s": 12}, {"weight": 50, "min_duration_s": 8}]
+    spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps,
+                        router={"deployment": {"num_replicas": 2}})
+    ro = model.start(spec)
+    app = router_app_name(model.name)
+    with Traffic(model.base, model.name, X, clients=CLIENTS) as load:
+        wait_for(ro, {"canary"}, timeout_s=120)
+        time.sleep(3.0)
+        epoch = ro.status()["epoch"]
+        before = set(replica_actors(app, ROUTER_DEPLOYMENT))
+        assert len(before) == 2
+        killed_at = time.time()
+        victim = sorted(before)[0]
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        # Recovered: two replicas again, the new one among them, all on the current epoch.
+        recovered_at = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = set(replica_actors(app, ROUTER_DEPLOYMENT))
+            try:
+                epochs = router_epochs(model)
+            except UnavailableError:
+                epochs = []
+            cur = ro.status()["epoch"]
+            if len(now) == 2 and victim not in now and len(epochs) == 2 and set(epochs) == {cur}:
+                recovered_at = time.time()
+                break
+            time.sleep(0.2)
+        assert recovered_at is not None, (now, epochs)
+        st = wait_for(ro, {"promoted", "rolled_back"}, timeout_s=120)
+        time.sleep(1.0)
+    assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}
+    check_log(ro, [("canary", "canary", 1), ("canary", "promoted", 1)])
+    failed = load.failed()
+    # Requests in flight on the killed replica are lost with it (no version answered them);
+    # no request that reached a version failed, on the stable path or the candidate's.
+    assert failed["v1"] == 0 and failed["v2"] == 0, failed
+    # After recovery every answer came from a table at least as new as the one in force
+    # at the kill: the new replica never served its config's (epoch 0) table.
+    stale = [r for r in load.replies if r.t0 >= killed_at and 0 <= r.epoch < epoch]
+    assert not stale, stale[:5]
+    led = Ledger.settle(model.store, st["rollout"], load.sent, timeout_s=5)
+    report(record_property, tmp_path, "chaos_router_killed", {
+        "failed": dict(failed), "served": dict(load.served()),
+        "s_kill_to_two_replicas_on_current_epoch": round(recovered_at - killed_at, 2),
+        "failed_after_recovery": sum(load.failed(since=recovered_at).values()),
+        "sent": load.sent, "recorded": led.recorded,
+        "lost_from_counts": load.sent - led.recorded})
+    assert led.recorded <= load.sent  # nothing counted twice
+
+
+def test_controller_killed_ten_times_during_one_rollout(
+    model: Model, heldout, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """The controller is killed at random points (Ray restarts it; it reloads the rollout from
+    its store) at least ten times, from the deploy to the promotion. A ``Rollout.wait()`` in
+    another thread rides out every restart; the rollout is promoted with each transition
+    logged exactly once; the routers served on throughout."""
+    X, _ = heldout
+    steps = [{"weight": 20, "min_duration_s": 12}, {"weight": 50, "min_duration_s": 12},
+             {"weight": 80, "min_duration_s": 12}]
+    spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps)
+    ro = model.start(spec)
+    waited: dict[str, Any] = {}
+
+    def waiter() -> None:
+        try:
+            waited["status"] = ro.wait(frozenset({"promoted", "rolled_back"}), 300)
+        except Exception as e:  # reported below: wait() must survive the restarts
+            waited["error"] = repr(e)
+
+    rng = random.Random(9)
+    kills: list[dict[str, Any]] = []
+    with Traffic(model.base, model.name, X, clients=CLIENTS) as load:
+        w = threading.Thread(target=waiter)
+        w.start()
+        for _ in range(10):
+            time.sleep(rng.uniform(0.2, 2.5))
+            kills.append(kill_controller(model))
+        w.join(300)
+        st = wait_for(ro, {"promoted", "rolled_back"}, timeout_s=120)
+        time.sleep(1.0)
+    assert "error" not in waited, waited["error"]
+    assert waited["status"]["phase"] == "promoted"
+    assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}
+    check_log(ro, [("canary", "canary", 1),
+                   ("canary", "canary", 2), ("canary", "promoted", 2)])
+    assert len(kills) >= 10 and len({k["phase"] for k in kills}) >= 2, kills
+    failed = load.failed()
+    assert sum(failed.values()) == 0, failed  # the routers never needed the controller
+    led = Ledger.settle(model.store, st["rollout"], load.sent, timeout_s=10)
+    assert led.recorded <= load.sent  # nothing counted twice
+    report(record_property, tmp_path, "chaos_controller_killed", {
+        "kills": kills, "failed": dict(failed),
+        "s_to_answer_max": max(k["s_to_answer"] for k in kills),
+        "s_to_answer_mean": round(sum(k["s_to_answer"] for k in kills) / len(kills), 2),
+        "sent": load.sent, "recorded": led.recorded,
+        "lost_from_counts": load.sent - led.recorded})
+
+
+def kill_controller(m: Model) -> dict[str, Any]:
+    """Kill the controller (Ray restarts it) and wait until the new one answers."""
+    h = m.controller()
+    st = rr.connect(m.name).status()
+    pid = ray.get(h.pid.remote(), timeout=30)
+    t0 = time.time()
+    ray.kill(h, no_restart=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if ray.get(h.pid.remote(), timeout=5) != pid:
+                return {"phase": st["phase"], "step": st["step"],
+                        "s_to_answer": round(time.time() - t0, 2)}
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the controller did not come back")
