@@ -10,7 +10,8 @@
     │   ├── PayloadTooLarge         body or batch over the configured limit                (413)
     │   ├── NotFound                unknown model, version, rollout or route               (404)
     │   ├── MethodNotAllowed        wrong HTTP method for a route (with ``Allow``)         (405)
-    │   └── Unauthorized            missing or wrong admin token                           (401)
+    │   ├── Unauthorized            missing or wrong token                                 (401)
+    │   └── Forbidden               a valid token whose scopes do not cover the route      (403)
     ├── Conflict                    valid, but not in the current state                    (409)
     │   └── IllegalTransition       a verb or decision the phase table does not allow      (409)
     ├── UnavailableError            no live version / no controller can answer right now   (503)
@@ -78,6 +79,12 @@ class MethodNotAllowed(RequestError):
 
 class Unauthorized(RequestError):
     code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    """A valid token that lacks the scope the route needs (a ``read`` token on a verb)."""
+
+    code = "forbidden"
 
 
 class Conflict(RolloutError):
@@ -176,6 +183,7 @@ HTTP_STATUS: tuple[tuple[type[RolloutError], int], ...] = (
     (NotFound, 404),
     (MethodNotAllowed, 405),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (RequestError, 400),
     (ConfigError, 400),
     (UnavailableError, 503),

@@ -12,12 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from rayrollout.serving.local import LocalTokens
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
 os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")  # metrics reach Prometheus sooner
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "models" / "artifacts"
+
+# The session's Ray workers (routers, controllers) start with these in their environment:
+# tokens (TOKENS.admin has every scope, TOKENS.feedback may only post labels; send them with
+# ``auth(token)``) and the webhook host the tests' local hooks listen on.
+TOKENS = LocalTokens.fresh()
+RAY_ENV = {**TOKENS.env, "RAYROLLOUT_WEBHOOK_HOSTS": "127.0.0.1"}
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def free_port() -> int:
@@ -42,6 +54,7 @@ def ray_serve() -> Iterator[RayServe]:
     from ray import serve
 
     metrics_port, http_port = free_port(), free_port()
+    os.environ.update(RAY_ENV)  # before Ray starts: every worker inherits it
     ray.init(
         address="local",
         num_cpus=8,

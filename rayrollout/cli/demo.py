@@ -31,7 +31,7 @@ from rayrollout.cli.render import evidence, say, status_line
 from rayrollout.spec import RolloutSpec, load_spec, project_root
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -40,8 +40,10 @@ def _free_port() -> int:
 class Traffic:
     """Clients sending held-out digits and posting the true label back for each answer."""
 
-    def __init__(self, base: str, model: str, X: np.ndarray, y: np.ndarray, conc: int) -> None:
+    def __init__(self, base: str, model: str, X: np.ndarray, y: np.ndarray, conc: int,
+                 feedback_token: str) -> None:
         self.base, self.model, self.X, self.y, self.conc = base, model, X, y, conc
+        self.labels = {"Authorization": f"Bearer {feedback_token}"}  # a feedback-only token
         self.served: Counter[str] = Counter()
         self.correct: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
@@ -84,7 +86,8 @@ class Traffic:
             self.served[v] += 1
             self.correct[v] += r.json()["predictions"][0] == int(self.y[j])
             rid = r.headers["x-rollout-request-id"]
-            await c.post(f"{url}/feedback", json={"request_id": rid, "label": int(self.y[j])})
+            await c.post(f"{url}/feedback", json={"request_id": rid, "label": int(self.y[j])},
+                         headers=self.labels)
 
 
 def _follow(ro: Any, timeout_s: float) -> dict[str, Any]:
@@ -113,7 +116,7 @@ def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> 
     """Run the demo; ``config`` overrides the first rollout. Returns the exit status."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
-    from rayrollout.serving.local import local_serve
+    from rayrollout.serving.local import LocalTokens, local_serve
 
     root = project_root()
     data = np.load(root / "models" / "heldout.npz")
@@ -124,14 +127,16 @@ def run(config: Path | None = None, requests: int = 0, concurrency: int = 8) -> 
         for p in (config or root / "configs" / "rollout-digits.yaml",
                   root / "configs" / "rollout-regressed.yaml")
     )
-    port = _free_port()
+    port = free_port()
     t0 = time.monotonic()
     say(f"rayrollout demo: local Ray + Serve on http://127.0.0.1:{port} (store {store})")
-    with local_serve(port):
+    tokens = LocalTokens.fresh()
+    with local_serve(port, env=tokens.env):
         rr.ensure_serving(first)
         say(f"stable {first.stable.name} is serving ({time.monotonic() - t0:.0f} s); "
               f"sending held-out digits from {concurrency} clients, labels posted back")
-        traffic = Traffic(f"http://127.0.0.1:{port}", first.model, X, y, concurrency)
+        traffic = Traffic(f"http://127.0.0.1:{port}", first.model, X, y, concurrency,
+                          tokens.feedback)
         traffic.start()
         try:
             outcomes = [_rollout(f"[{i}]", spec) for i, spec in enumerate((first, second), 1)]

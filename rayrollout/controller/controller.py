@@ -39,10 +39,11 @@ from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, ServePort
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import Store
 from rayrollout.dataplane.aggregates import Collected
-from rayrollout.errors import Conflict
+from rayrollout.errors import ConfigError, Conflict
 from rayrollout.names import version_app_name
 from rayrollout.notify import Notifier, make_notifier
 from rayrollout.spec import NotifierSpec, RolloutSpec
+from rayrollout.spec.reach import check_artifacts
 
 log = logging.getLogger("rayrollout.controller")
 
@@ -81,6 +82,7 @@ class RolloutController:
     def start(self, spec: dict[str, Any], actor: str = "api") -> dict[str, Any]:
         """Start a rollout of ``spec``. Starting the same spec again is a no-op."""
         s = RolloutSpec.model_validate(spec)
+        self._check_reach(s)
         with self._lock:
             cur = self.core
             running = cur is not None and (
@@ -100,6 +102,17 @@ class RolloutController:
             self.core = ControllerCore.create(self.store, s, self.clock(), epoch)
             log.info("rollout %s of %s started by %s", self.core.rollout, s.model, actor)
         return self.status()
+
+    def _check_reach(self, s: RolloutSpec) -> None:
+        """What the spec names must be within what this controller's machine allows (artifact
+        roots, webhook hosts and their environment variables): ``ConfigError`` (400) naming
+        the field, before anything is deployed."""
+        check_artifacts(s)
+        for i, n in enumerate(s.notifiers):
+            try:
+                self._notifier(n)
+            except ConfigError as e:
+                raise ConfigError(f"notifiers[{i}]: {e}") from None
 
     def command(
         self,
@@ -150,6 +163,7 @@ class RolloutController:
                 "shadow_compared": s.shadow_compared,
                 "checks": {c: [r.view() for r in rs] for c, rs in core.last_results.items()},
                 "alpha": spec.analysis.alpha,
+                "notifiers": [n.shown() for n in spec.notifiers],  # URLs as scheme://host only
                 "decisions": s.seq,
                 "ticks": self.ticks,
                 "now": self.clock(),
@@ -210,13 +224,14 @@ class RolloutController:
             watermark = min(p.watermark for p in parts) if parts else None
             shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
             labelled = sorted((e for p in parts for e in p.labelled), key=lambda e: e.t)
-            requests: dict[str, int] = defaultdict(int)
-            for p in parts:
-                for v, st in p.stats.items():
-                    requests[v] += st.requests - st.rejected
+            requests, rejected = _request_counts(parts)
+            lost = sum(p.dropped_events for p in parts)
+            accounting = {**({"rejected": rejected} if rejected else {}),
+                          **({"dropped_events": lost} if lost else {})}
             ready, failed = status
-            actions, decision = core.tick(self.clock(), events, shadow, dict(requests), ready,
-                                          failed, labelled=labelled, watermark=watermark)
+            actions, decision = core.tick(self.clock(), events, shadow, requests, ready,
+                                          failed, labelled=labelled, watermark=watermark,
+                                          accounting=accounting)
             self._apply(core, actions, decision)
             if parts and min(p.epoch for p in parts) < core.state.epoch:
                 self._push(core)  # a router replica restarted with an older table
@@ -246,8 +261,13 @@ class RolloutController:
                  "phase": str(core.state.phase), "epoch": core.state.epoch, "message": message}
         self.notifications.append(event)
         del self.notifications[:-100]
-        for n in core.spec.notifiers:
-            self._notifier(n).notify(event)
+        for i, n in enumerate(core.spec.notifiers):
+            try:  # its environment may have changed since the start (a restart elsewhere)
+                notifier = self._notifier(n)
+            except ConfigError as e:
+                log.warning("notifiers[%d] of rollout %s cannot notify: %s", i, core.rollout, e)
+                continue
+            notifier.notify(event)
 
     def _table(self, core: ControllerCore) -> dict[str, Any]:
         s = core.state
@@ -348,6 +368,20 @@ class RolloutController:
         if self.core is None:
             raise Conflict(f"no rollout of {self.model} has been started")
         return self.core
+
+
+def _request_counts(parts: list[Collected]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per version over all replicas: requests that reached the version (every outcome but
+    rejected; what ``decide`` counts) and requests rejected as bad input (persisted with the
+    tick, so the store accounts for every request the routers recorded)."""
+    requests: dict[str, int] = defaultdict(int)
+    rejected: dict[str, int] = defaultdict(int)
+    for p in parts:
+        for v, st in p.stats.items():
+            requests[v] += st.requests - st.rejected
+            if st.rejected:
+                rejected[v] += st.rejected
+    return dict(requests), dict(rejected)
 
 
 def run_loop(

@@ -56,6 +56,8 @@ class VersionStats:
     shadow_abs_diff: float = 0.0
     shadow_errors: int = 0
     shadow_dropped: int = 0
+    retries: int = 0  # requests another version failed, answered by this one (a retry)
+    retries_failed: int = 0  # such retries that failed here too
 
     def add(self, other: VersionStats, sign: int = 1) -> VersionStats:
         out = VersionStats()
@@ -220,6 +222,13 @@ class Recorder:
         self._events.append(ev)
         self._appended += 1
 
+    def retried(self, fallback: str, ok: bool) -> None:
+        """A request another version failed was retried on ``fallback``. Not an event: the
+        failure stays the other version's, and the retry is no draw of the routing."""
+        st = self._stats(fallback)
+        st.retries += 1
+        st.retries_failed += not ok
+
     def reject(self, version: str) -> None:
         """Bad input that never reached a version (``version`` may be "" if none was chosen)."""
         s = self._stats(version)
@@ -243,6 +252,15 @@ class Recorder:
             self._unmatched += 1
         else:
             self._labelled.append(ev)
+
+    def relabel(self, old: LabelledEvent, new: LabelledEvent) -> bool:
+        """Replace ``old`` (the very event recorded) by ``new`` if it has not been collected
+        yet; False once it has gone to the judges (they cannot take evidence back)."""
+        for i, ev in enumerate(self._labelled):
+            if ev is old:
+                self._labelled[i] = new
+                return True
+        return False
 
     def shadow_dropped(self, shadow: str) -> None:
         self._stats(shadow).shadow_dropped += 1

@@ -4,12 +4,28 @@ The router remembers the last ``window`` served requests (request id -> version,
 weight, predicted class and its probability, epoch). A label for a remembered request becomes a
 ``LabelledEvent`` for the accuracy judges; a label for an unknown or forgotten id is counted.
 Labels are matched on the router replica that served the request (one replica by default).
+
+Labels decide rollouts, so who may label what is fixed here:
+
+* The first label of a request claims it for the credential that sent it. The same credential
+  may send it again (``duplicate``, a no-op) or correct it (``corrected``) while the label has
+  not yet been collected for the judges; once judged it cannot be taken back (``late``).
+  Another credential's label for it is ``refused``.
+* Ids are unguessable when the router makes them (``new_request_id``). An id a client chose
+  (``x-request-id``) lives in its own namespace (``client:<id>``), so it can never stand for a
+  router-made id; a client id served twice within the window is ``ambiguous`` and neither
+  request takes a label (a client that reuses another's id can drop that label, never steer
+  it onto its own prediction).
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from rayrollout.dataplane.events import LabelledEvent
@@ -18,28 +34,100 @@ from rayrollout.dataplane.tensors import short
 from rayrollout.errors import BadRequest
 
 MAX_ITEMS = 10_000
-MAX_ID_CHARS = 256  # served ids are at most 128 characters; longer ones can match nothing
+MAX_CLIENT_ID_CHARS = 128
+CLIENT_PREFIX = "client:"
+MAX_ID_CHARS = MAX_CLIENT_ID_CHARS + len(CLIENT_PREFIX)  # longer ids can match nothing
+
+
+def new_request_id() -> str:
+    """A router-made request id: 128 random bits, so a label can only be sent by someone who
+    saw the response."""
+    return secrets.token_hex(16)
+
+
+def client_request_id(given: str | None) -> str | None:
+    """The namespaced id for a client's ``x-request-id`` (None when it sent none); 400 for an
+    id that is empty, too long or not printable ASCII without spaces."""
+    if given is None:
+        return None
+    if not 0 < len(given) <= MAX_CLIENT_ID_CHARS or not all("!" <= c <= "~" for c in given):
+        raise BadRequest(f"header x-request-id={short(given)} must be 1 to "
+                         f"{MAX_CLIENT_ID_CHARS} printable ASCII characters without spaces")
+    return CLIENT_PREFIX + given
+
+
+class LabelResult(StrEnum):
+    MATCHED = "matched"
+    CORRECTED = "corrected"
+    DUPLICATE = "duplicate"
+    UNKNOWN = "unknown"
+    REFUSED = "refused"
+    LATE = "late"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass
+class _Served:
+    t: float
+    version: str
+    weight: float
+    pred: float
+    prob: float
+    epoch: int
+    randomised: bool
+    ambiguous: bool = False
+    labeller: str | None = None
+    label: float | None = None
+    event: LabelledEvent | None = None
+
+    def labelled(self, label: float) -> LabelledEvent:
+        return LabelledEvent(self.t, self.version, self.weight, bool(self.pred == label),
+                             self.prob, self.epoch, self.randomised)
+
+
+# (the event to replace, its replacement) -> whether it was still pending (not yet judged)
+Relabel = Callable[[LabelledEvent, LabelledEvent], bool]
 
 
 class FeedbackJoin:
     def __init__(self, window: int) -> None:
         self.window = window
-        self._served: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._served: OrderedDict[str, _Served] = OrderedDict()
 
     def served(self, rid: str, t: float, version: str, weight: float, pred: float, prob: float,
                epoch: int, randomised: bool) -> None:
         if self.window <= 0:
             return
-        self._served[rid] = (t, version, weight, pred, prob, epoch, randomised)
+        old = self._served.get(rid)
+        if old is not None:  # only a client id can come twice: neither request is joinable
+            old.ambiguous = True
+            return
+        self._served[rid] = _Served(t, version, weight, pred, prob, epoch, randomised)
         if len(self._served) > self.window:
             self._served.popitem(last=False)
 
-    def label(self, rid: str, label: float) -> LabelledEvent | None:
-        rec = self._served.pop(rid, None)
+    def label(self, rid: str, label: float, who: str, relabel: Relabel
+              ) -> tuple[LabelResult, LabelledEvent | None]:
+        """What a label from credential ``who`` does, and the new event for the judges (only
+        for ``matched``: a correction replaces its pending event through ``relabel``)."""
+        rec = self._served.get(rid)
         if rec is None:
-            return None
-        t, version, weight, pred, prob, epoch, randomised = rec
-        return LabelledEvent(t, version, weight, bool(pred == label), prob, epoch, randomised)
+            return LabelResult.UNKNOWN, None
+        if rec.ambiguous:
+            return LabelResult.AMBIGUOUS, None
+        if rec.labeller is None:
+            rec.labeller, rec.label, rec.event = who, label, rec.labelled(label)
+            return LabelResult.MATCHED, rec.event
+        if rec.labeller != who:
+            return LabelResult.REFUSED, None
+        if rec.label == label:
+            return LabelResult.DUPLICATE, None
+        assert rec.event is not None
+        new = rec.labelled(label)
+        if not relabel(rec.event, new):
+            return LabelResult.LATE, None
+        rec.label, rec.event = label, new
+        return LabelResult.CORRECTED, None
 
 
 def parse_feedback(body: bytes) -> list[tuple[str, float]]:

@@ -54,6 +54,8 @@ class RoutingTable:
     shadow_max_in_flight: int = 64
     shadow_rtol: float = 0.05
     flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # A version that requests other versions failed are retried on, once (None: no retry).
+    fallback: str | None = None
     # Derived, for O(log n) draws.
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _cum: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -61,6 +63,8 @@ class RoutingTable:
     def __post_init__(self) -> None:
         if self.epoch < 0:
             raise ConfigError(f"epoch={self.epoch} must be >= 0")
+        if self.fallback is not None and self.fallback not in self.weights:
+            raise ConfigError(f"fallback={self.fallback!r} must be a version in weights")
         if not self.weights:
             raise ConfigError("weights must name at least one version")
         bad = {k: w for k, w in self.weights.items() if not (w >= 0 and math.isfinite(w))}
@@ -109,6 +113,7 @@ class RoutingTable:
             "shadow_max_in_flight": self.shadow_max_in_flight,
             "shadow_rtol": self.shadow_rtol,
             "flags": {k: dict(v) for k, v in self.flags.items()},
+            "fallback": self.fallback,
         }
 
     @classmethod
@@ -157,6 +162,14 @@ class RoutingTable:
             if score > best_score:
                 best, best_score = v, score
         return best
+
+    def retry_on(self, version: str, choice: Choice) -> str | None:
+        """The version a failed request to ``version`` is retried on: the fallback, for a
+        request drawn or keyed to another version (a pinned request gets what it asked for)."""
+        pinned = not choice.randomised and not choice.unit
+        if self.fallback is None or version == self.fallback or pinned:
+            return None
+        return self.fallback
 
     def wants_shadow(self, u: float) -> bool:
         return self.shadow is not None and u < self.shadow_fraction

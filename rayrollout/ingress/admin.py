@@ -1,24 +1,29 @@
 """The admin API under ``/rollout/...`` on the router: the rollout controller's verbs over HTTP,
-behind bearer tokens, and the status page. A Starlette application mounted by the router.
+behind scoped bearer tokens (``rayrollout.ingress.auth``), and the status page. A Starlette
+application mounted by the router.
 
 ::
 
     GET  /rollout/  or /rollout/ui       the status page (HTML; loads without a token, its data
                                          calls send one)
-    GET  /rollout/status                 the controller's status (with the verbs allowed now)
-    GET  /rollout/verbs                  every verb: the phases it is accepted in, its params
-    GET  /rollout/history?limit=N&all=1  the decision log (this rollout's; all=1: every rollout)
-    GET  /rollout/verify                 check the log's hash chain
-    GET  /rollout/replay?rollout=N       replay a rollout's recorded inputs through decide()
-    POST /rollout/start                  body: a RolloutSpec as JSON
-    POST /rollout/<verb>                 one route per verb of ``rayrollout.controller.phases``;
-                                         body (optional): {"full", "candidate", "reason"}
+    GET  /rollout/status                 read: the controller's status (and the verbs allowed)
+    GET  /rollout/verbs                  read: every verb, the phases it is accepted in
+    GET  /rollout/history?limit=N&all=1  read: the decision log (all=1: every rollout's)
+    GET  /rollout/verify                 read: check the log's hash chain
+    GET  /rollout/replay?rollout=N       read: replay a rollout's recorded inputs through decide()
+    POST /rollout/start                  admin: body, a RolloutSpec as JSON
+    POST /rollout/<verb>                 operate: one route per verb of
+                                         ``rayrollout.controller.phases``; body (optional):
+                                         {"full", "candidate", "reason"}
 
 Guarantees:
 
-* Never open by default: with no token configured every route but the page answers 401.
-* A token is checked against every configured token in constant time (no early exit); the
-  NAME of the token that matched is the ``actor`` the decision log records.
+* Never open by default: with no token configured every route but the page answers 401; a
+  token without the route's scope gets 403. The NAME of the token that matched is the
+  ``actor`` the decision log records.
+* A spec started over HTTP cannot choose where the controller stores its state
+  (``store_path``: 400); the router's own ``store_path`` does. What else such a spec may reach
+  (artifacts, webhook hosts) the controller checks for every start, whoever starts it.
 * Every error is a JSON body ``{"error", "code"}`` with its status from ``rayrollout.errors``
   (a 405 names the allowed methods in ``Allow``); never an unhandled 500, and never counted as
   a rejected inference request.
@@ -30,10 +35,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -50,15 +52,16 @@ from rayrollout.controller.port import ControllerHandle, ServePort
 from rayrollout.errors import (
     BadRequest,
     NotFound,
-    Unauthorized,
     UnavailableError,
 )
-from rayrollout.ingress.http import NO_STORE, JsonApp, json_response
+from rayrollout.ingress.auth import Credentials, Scope
+from rayrollout.ingress.http import NO_STORE, JsonApp, json_response, read_body
 from rayrollout.spec import RolloutSpec, RouterConfig, format_validation_error
 
 log = logging.getLogger("rayrollout.admin")
 
 MAX_HISTORY_LIMIT = 1000  # decision-log entries per page
+MAX_SPEC_BYTES = 1_000_000  # a rollout spec or a verb's body
 _MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
@@ -72,26 +75,6 @@ class VerbBody(BaseModel):
     reason: str = Field("", max_length=1000)  # pause, abort: recorded in the log
 
 
-def parse_tokens(text: str) -> dict[str, str]:
-    """``"name:token,name:token"`` -> ``{name: token}``; malformed or empty entries are skipped
-    (with a warning that names the entry's position, never its token)."""
-    out: dict[str, str] = {}
-    for i, item in enumerate(text.split(",")):
-        if not item.strip():
-            continue
-        name, sep, token = item.partition(":")
-        if not sep or not name.strip() or not token.strip():
-            log.warning("admin token entry %d is not name:token; ignored", i)
-            continue
-        out[name.strip()] = token.strip()
-    return out
-
-
-def _digest(token: str) -> bytes:
-    # Comparing fixed-length digests keeps even the token's length out of the timing.
-    return hashlib.sha256(token.encode()).digest()
-
-
 @cache
 def status_page() -> str:
     return (files("rayrollout.ingress") / "status_page.html").read_text(encoding="utf-8")
@@ -103,10 +86,7 @@ class AdminAPI:
         self.cfg = cfg
         self.model = cfg.model
         self.port = port
-        env = os.environ if environ is None else environ
-        tokens = {**cfg.admin_tokens, **parse_tokens(env.get(cfg.admin_tokens_env, ""))}
-        # Only digests are kept; an empty token could never be sent, so it is not a token.
-        self._tokens = [(name, _digest(t)) for name, t in tokens.items() if t]
+        self.credentials = Credentials.load(cfg.admin_tokens_env, cfg.tokens_file, environ)
         self._controller: ControllerHandle | None = None
         self.http = JsonApp(self.routes(), headers=NO_STORE)
 
@@ -126,28 +106,9 @@ class AdminAPI:
 
     # -- authentication ----------------------------------------------------------------------------
 
-    def authenticate(self, request: Request) -> str:
-        """The name of the token in ``Authorization: Bearer <token>``; Unauthorized if none
-        matches. Every configured token is compared, whatever matched first."""
-        if not self._tokens:
-            raise Unauthorized(
-                "the admin API is disabled: no admin token is configured. Set "
-                f"admin_tokens {{name: token}} in the router config (router: in a rollout spec) "
-                f"or {self.cfg.admin_tokens_env}='name:token' in the router's environment"
-            )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthorized("missing admin token: send 'Authorization: Bearer <token>'")
-        sent = _digest(given)
-        found: str | None = None
-        for name, digest in self._tokens:
-            match = hmac.compare_digest(sent, digest)
-            if match and found is None:
-                found = name
-        if found is None:
-            raise Unauthorized("invalid admin token")
-        return found
+    def authenticate(self, request: Request, scope: Scope = Scope.READ) -> str:
+        """The name of the token the request carries if it grants ``scope`` (401 / 403)."""
+        return self.credentials.require(request.headers, scope)
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -194,8 +155,8 @@ class AdminAPI:
                                       _int_param(request.query_params.get("rollout"), "rollout")))
 
     async def _start(self, request: Request) -> Response:
-        actor = self.authenticate(request)
-        raw = await request.body()
+        actor = self.authenticate(request, Scope.ADMIN)
+        raw = await read_body(request, MAX_SPEC_BYTES)
         try:
             spec = RolloutSpec.model_validate_json(raw or b"null")
         except ValidationError as e:
@@ -204,17 +165,20 @@ class AdminAPI:
             raise BadRequest(
                 f"model: {spec.model!r} is not the model this router serves ({self.model!r})"
             )
+        if spec.store_path is not None:
+            raise BadRequest("store_path: a rollout started over HTTP cannot choose its store; "
+                             "the router config's store_path does")
         log.info("start of a rollout by %s", actor)
         if self._controller is None:  # blocking: creates the controller if it is not there
             port = self._port()
             self._controller = await asyncio.to_thread(port.controller, self.model,
-                                                       spec.store_path)
+                                                       self.cfg.store_path)
         return _json(await self._call("start", spec.model_dump(mode="json"), actor))
 
     def _verb(self, verb: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            actor = self.authenticate(request)
-            body = _verb_body(await request.body())
+            actor = self.authenticate(request, Scope.OPERATE)
+            body = _verb_body(await read_body(request, MAX_SPEC_BYTES))
             log.info("%s by %s", verb, actor)
             return _json(await self._call("command", verb, actor, body.full, body.candidate,
                                           body.reason))

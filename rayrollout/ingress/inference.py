@@ -5,9 +5,10 @@
   refused with 400 (counted as rejected) rather than kept: a client cannot grow the event
   buffers by sending long keys. Refusing, not hashing, keeps units readable in the decision
   log and keeps a client's key the one it sent; 256 characters hold any session id or UUID.
-* ``call_version``: the call to a version with its timeout. A failure is a ``ModelError``
-  (500, counted against the version) whose message is generic with an error id; the details
-  (artifact paths, runtime internals) go to the router's log under that id only.
+* ``call_version``: the call to a version with its timeout. A failure (an output holding NaN
+  or infinity included: no JSON carries it) is a ``ModelError`` (500, counted against the
+  version) whose message is generic with an error id; the details (artifact paths, runtime
+  internals) go to the router's log under that id only.
 * ``summary``: the first row's prediction and probability for the judges, always finite or
   NaN, so nothing downstream (the recorder's class counts) ever sees an infinity.
 """
@@ -49,6 +50,9 @@ async def call_version(versions: VersionClient, version: str, arrays: dict[str, 
     t0 = time.perf_counter()
     try:
         outputs = await asyncio.wait_for(versions.predict(version, arrays), timeout)
+        bad = [k for k, v in outputs.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+        if bad:  # no JSON can carry it, and a model that answers NaN has failed
+            raise ValueError(f"output {bad[0]!r} holds NaN or infinity")
         return outputs, Outcome.OK, None, (time.perf_counter() - t0) * 1000.0
     except TimeoutError:
         err: ModelError = ModelTimeout(f"version {version!r} did not answer within {timeout:g} s")

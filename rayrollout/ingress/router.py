@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import logging
 import os
 import random
@@ -34,7 +33,13 @@ from rayrollout._version import __version__
 from rayrollout.dataplane import protocol
 from rayrollout.dataplane.aggregates import Recorder
 from rayrollout.dataplane.events import Outcome, RequestEvent
-from rayrollout.dataplane.feedback import FeedbackJoin, parse_feedback
+from rayrollout.dataplane.feedback import (
+    FeedbackJoin,
+    LabelResult,
+    client_request_id,
+    new_request_id,
+    parse_feedback,
+)
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.errors import (
     NotFound,
@@ -43,8 +48,10 @@ from rayrollout.errors import (
     UnavailableError,
 )
 from rayrollout.ingress.admin import AdminAPI
+from rayrollout.ingress.auth import Scope
 from rayrollout.ingress.http import JsonApp, error_id, error_response, json_response, read_body
 from rayrollout.ingress.inference import call_version, sticky_key, summary
+from rayrollout.ingress.openapi import admin_openapi, inference_openapi
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
 from rayrollout.runtime import ModelSignature
@@ -53,6 +60,9 @@ from rayrollout.spec import RolloutSpec, RouterConfig
 log = logging.getLogger("rayrollout.router")
 
 SIGNATURE_TIMEOUT_S = 30.0
+# Labels that did not count, listed by id in the feedback route's answer.
+_NOT_COUNTED = (LabelResult.UNKNOWN, LabelResult.REFUSED, LabelResult.LATE,
+                LabelResult.AMBIGUOUS)
 READY_PROBE_TIMEOUT_S = 5.0
 ADOPT_TIMEOUT_S = 30.0
 
@@ -70,8 +80,6 @@ class Router:
         self.replica = platform.replica or f"local-{os.getpid()}"
         self.recorder = Recorder(self.replica, self.cfg.event_buffer)
         self._rng = random.Random(self.cfg.seed)
-        self._rid_prefix = f"{self.replica[-6:]}-{os.getpid():x}-"
-        self._rid = itertools.count(1)
         self.feedback = FeedbackJoin(self.cfg.feedback_window)
         self.shadow = ShadowMirror(self.versions, self.recorder, self.cfg.request_timeout_s)
         make_exporter = platform.exporter
@@ -105,6 +113,8 @@ class Router:
             Route("/v2/models/{model}/versions/{version}/ready", self._ready, methods=get),
             Route("/v1/models", self._list_models, methods=get),
             Route("/v1/models/{model}", self._model_info, methods=get),
+            Route("/v2/models/{model}/openapi.json", self._openapi, methods=get),
+            Route("/rollout/openapi.json", self._admin_openapi, methods=get),
             Route("/rollout", self.admin.page, methods=get),
             Mount("/rollout", app=self.admin.http),
         ]
@@ -235,6 +245,16 @@ class Router:
             v["shadow_fraction"] = t.shadow_fraction if v["shadow"] else 0.0
         return {"models": [{"name": t.model, "epoch": t.epoch, "versions": versions}]}
 
+    async def _openapi(self, request: Request) -> Response:
+        """The OpenAPI description of this model's inference routes, with its signature."""
+        self._model(request)
+        t = self.table
+        sig = await self._signature(max(t.weights, key=lambda v: t.weights[v]))
+        return json_response(inference_openapi(self.model, sig, list(t.live), self.cfg))
+
+    async def _admin_openapi(self, request: Request) -> Response:
+        return json_response(admin_openapi())
+
     async def _list_models(self, request: Request) -> Response:
         return JSONResponse(self._models())
 
@@ -291,6 +311,11 @@ class Router:
         headers, cfg = request.headers, self.cfg
         choice = table.choose(self._rng.random(), key=sticky_key(headers, cfg.sticky_header),
                               pin=pin or headers.get(cfg.pin_header))
+        try:
+            rid = client_request_id(headers.get("x-request-id")) or new_request_id()
+        except RequestError as e:
+            self.recorder.reject(choice.version)
+            return self._error(e, choice.version, table.epoch)
         version = choice.version
         try:
             sig = await self._signature(version)
@@ -300,10 +325,9 @@ class Router:
             return self._error(e, version, table.epoch)
         outputs, outcome, err, latency_ms = await call_version(
             self.versions, version, arrays, cfg.request_timeout_s)
-        rid, answer = "", None
+        answer = None
         refused: RolloutError | None = err
         if outputs is not None:  # an answer too large for its client is refused and rejected
-            rid = headers.get("x-request-id", "")[:128] or f"{self._rid_prefix}{next(self._rid)}"
             try:
                 answer = self._answer(table, version, rid, outputs, req_doc, v2)
             except RequestError as e:
@@ -313,6 +337,10 @@ class Router:
                                           pred, choice.unit, choice.randomised, table.epoch))
         if answer is None:
             assert refused is not None
+            fallback = table.retry_on(version, choice) if err is not None else None
+            if fallback is not None:  # the failure above stays this version's
+                return await self._retry(table, fallback, version, arrays, req_doc, rid, v2,
+                                         refused)
             return self._error(refused, version, table.epoch)
         assert outputs is not None
         self.feedback.served(
@@ -320,6 +348,29 @@ class Router:
         )
         if table.shadow and version != table.shadow and table.wants_shadow(self._rng.random()):
             self.shadow.mirror(table, sig.task, arrays, outputs, version)
+        return answer
+
+    async def _retry(self, table: RoutingTable, fallback: str, failed: str,
+                     arrays: dict[str, np.ndarray], req_doc: dict[str, Any], rid: str, v2: bool,
+                     err: RolloutError) -> Response:
+        """Answer a request ``failed`` could not with ``fallback`` (the stable), once. The
+        answer says so (``x-rollout-retried-from``); it is not a request event (it was not
+        routed) and takes no label: only the fallback's retry counters move."""
+        try:
+            await self._signature(fallback)  # the same inputs: both versions share the model's
+        except RolloutError:                  # signature, or the fallback is not ready
+            self.recorder.retried(fallback, ok=False)
+            return self._error(err, failed, table.epoch)
+        outputs, _, _, _ = await call_version(self.versions, fallback, arrays,
+                                              self.cfg.request_timeout_s)
+        self.recorder.retried(fallback, ok=outputs is not None)
+        if outputs is None:
+            return self._error(err, failed, table.epoch)
+        try:
+            answer = self._answer(table, fallback, rid, outputs, req_doc, v2)
+        except RequestError as e:
+            return self._error(e, fallback, table.epoch)
+        answer.headers["x-rollout-retried-from"] = failed
         return answer
 
     def _decode(self, body: bytes, headers: Any, sig: ModelSignature, v2: bool
@@ -353,16 +404,27 @@ class Router:
 
     async def _feedback(self, request: Request) -> Response:
         """Labels for served requests: ``{"request_id": ..., "label": ...}`` or a list of them
-        under ``"feedback"``. Matched labels become labelled events for the accuracy judges."""
+        under ``"feedback"``, sent with a token of scope ``feedback``. Matched labels become
+        labelled events for the accuracy judges; the answer counts every item by what it did
+        (``rayrollout.dataplane.feedback.LabelResult``) and lists the ids of those that did
+        not count (the first 100 of each kind)."""
         self._model(request)
+        who = self.admin.credentials.require(request.headers, Scope.FEEDBACK)
         items = parse_feedback(await read_body(request, self.cfg.max_body_bytes))
-        unknown = []
+        counts = dict.fromkeys(LabelResult, 0)
+        ids: dict[str, list[str]] = {str(r): [] for r in _NOT_COUNTED}
         for rid, label in items:
-            ev = self.feedback.label(rid, label)
-            self.recorder.record_label(ev)
-            if ev is None:
-                unknown.append(rid)
-        return json_response({"matched": len(items) - len(unknown), "unknown": unknown[:100]})
+            result, ev = self.feedback.label(rid, label, who, self.recorder.relabel)
+            if result is LabelResult.MATCHED:
+                self.recorder.record_label(ev)
+            elif result is LabelResult.UNKNOWN:
+                self.recorder.record_label(None)
+            counts[result] += 1
+            kept = ids.get(str(result))
+            if kept is not None and len(kept) < 100:
+                kept.append(rid)
+        return json_response({"matched": counts[LabelResult.MATCHED],
+                              "counts": {str(k): n for k, n in counts.items()}, **ids})
 
     def _error(self, e: RolloutError, version: str, epoch: int) -> Response:
         return error_response(e, {"x-model-version": version, "x-routing-epoch": str(epoch)})

@@ -3,7 +3,8 @@
 One interface, one implementation per file, an explicit registry:
 
 * ``log`` — ``LogNotifier`` (``rayrollout.notify.log``), the default;
-* ``webhook`` — ``WebhookNotifier`` (``rayrollout.notify.webhook``), a JSON POST;
+* ``webhook`` — ``WebhookNotifier`` (``rayrollout.notify.webhook``), a JSON POST to a host the
+  operator allows (``RAYROLLOUT_WEBHOOK_HOSTS``);
 * ``RecordingNotifier`` (``rayrollout.notify.fake``) keeps what it was told, for tests.
 
 Notifiers never block the controller: a webhook is posted from a small thread pool with a short
@@ -27,9 +28,7 @@ def _log(spec: NotifierSpec) -> Notifier:
 
 
 def _webhook(spec: NotifierSpec) -> Notifier:
-    if not spec.url:
-        raise ValueError("notifiers: kind 'webhook' needs a url")
-    return WebhookNotifier(spec.url, spec.timeout_s, spec.headers)
+    return WebhookNotifier.from_spec(spec)
 
 
 NOTIFIERS: dict[str, Callable[[NotifierSpec], Notifier]] = {"log": _log, "webhook": _webhook}

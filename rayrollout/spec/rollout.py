@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from rayrollout.analysis.assemble import check_judges
 from rayrollout.analysis.budget import split_alpha
 from rayrollout.analysis.power import errors_requests, latency_requests
-from rayrollout.analysis.registry import JUDGE_KINDS, SEQUENTIAL_KINDS
+from rayrollout.analysis.registry import JUDGE_KINDS, SEQUENTIAL_KINDS, params_model
 from rayrollout.dataplane.routing import RoutingTable
-from rayrollout.spec.base import NAME_PATTERN, Strict
+from rayrollout.spec.base import NAME_PATTERN, Strict, field_error
 from rayrollout.spec.serving import RouterConfig, VersionSpec
 
 
@@ -30,7 +31,7 @@ class StepSpec(Strict):
 
     weight: float = Field(gt=0, le=100)
     min_duration_s: float = Field(0.0, ge=0)
-    min_requests: int = Field(0, ge=0)
+    min_requests: int = Field(0, ge=0, le=10**12)
     approval: bool = False
 
 
@@ -39,7 +40,7 @@ class ShadowPhaseSpec(Strict):
 
     fraction: float = Field(1.0, gt=0, le=1)
     min_duration_s: float = Field(0.0, ge=0)
-    min_comparisons: int = Field(100, ge=0)
+    min_comparisons: int = Field(100, ge=0, le=10**12)
     max_in_flight: int = Field(64, ge=1, le=100_000)
     rtol: float = Field(0.05, ge=0)  # regressors: relative difference counted as disagreement
 
@@ -78,20 +79,28 @@ class CheckSpec(Strict):
     weight: float = Field(1.0, gt=0)
     params: dict[str, JsonValue] = Field(default_factory=dict)
 
-    @field_validator("params")
+    @field_validator("params", mode="before")
     @classmethod
-    def _not_reserved(cls, params: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    def _known_params(cls, params: Any, info: ValidationInfo) -> Any:
+        """Each param is one of its kind's, of its type and in its range (``params_model``):
+        a wrong one fails as ``params.<name>``. Reserved ones say what sets them. (Before the
+        JSON check, so that an error names the param, not a branch of ``JsonValue``.)"""
+        if not isinstance(params, dict):
+            return params  # not a mapping: the field's own type check says so
         for key in params:
             if key in RESERVED_PARAMS:
-                raise ValueError(f"params.{key} is not a check parameter: it is set by "
-                                 f"{RESERVED_PARAMS[key]}")
+                raise field_error((key,), f"params.{key} is not a check parameter: it is set "
+                                  f"by {RESERVED_PARAMS[key]}", params[key])
+        kind = info.data.get("kind")
+        if kind is not None:  # None: the kind itself failed, and says so
+            params_model(kind).model_validate(params)
         return params
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
         if kind not in JUDGE_KINDS:
-            raise ValueError(f"unknown check kind {kind!r}; known: {sorted(JUDGE_KINDS)}")
+            raise ValueError(f"unknown check kind {kind[:64]!r}; known: {sorted(JUDGE_KINDS)}")
         return kind
 
     @property
@@ -143,37 +152,115 @@ class AnalysisSpec(Strict):
     def _kinds_in_place(self) -> AnalysisSpec:
         for i, c in enumerate(self.checks):
             if c.kind not in SEQUENTIAL_KINDS:
-                raise ValueError(
-                    f"checks[{i}].kind={c.kind!r} is a threshold guard: list it under guards"
-                )
+                raise field_error(("checks", i, "kind"), f"checks[{i}].kind={c.kind!r} is a "
+                                  "threshold guard: list it under guards", c.kind)
         for i, g in enumerate(self.guards):
             if g.kind in SEQUENTIAL_KINDS:
-                raise ValueError(f"guards[{i}].kind={g.kind!r} is a sequential check: list it "
-                                 "under checks")
-        names = [c.check_name for c in [*self.checks, *self.guards]]
+                raise field_error(("guards", i, "kind"), f"guards[{i}].kind={g.kind!r} is a "
+                                  "sequential check: list it under checks", g.kind)
+        located = [*(("checks", i, c) for i, c in enumerate(self.checks)),
+                   *(("guards", i, g) for i, g in enumerate(self.guards))]
+        names = [c.check_name for _, _, c in located]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"check names must be unique: {dup} repeated (set name:)")
-        check_judges(self, 1)  # bad params fail here, naming the check and the parameter
+            where, i, c = next(x for x in located[::-1] if x[2].check_name == dup[0])
+            raise field_error((where, i, "name"), f"check names must be unique: {dup} "
+                              "repeated (set name:)", c.name)
+        try:
+            check_judges(self, 1)  # params that only fail together fail here
+        except ValueError as e:
+            where, i, c = next((x for x in located if str(e).startswith(
+                f"check {x[2].check_name!r}")), ("checks", 0, self.checks[0]))
+            raise field_error((where, i, "params"), str(e), c.params) from None
         d = self.detect
         kinds = {c.kind for c in self.checks}
         if d is not None and d.errors_ratio is not None and "errors" not in kinds:
-            raise ValueError("detect.errors_ratio needs an errors check in checks")
+            raise field_error(("detect", "errors_ratio"),
+                              "detect.errors_ratio needs an errors check in checks",
+                              d.errors_ratio)
         if d is not None and d.latency_slower is not None and "latency" not in kinds:
-            raise ValueError("detect.latency_slower needs a latency check in checks")
+            raise field_error(("detect", "latency_slower"),
+                              "detect.latency_slower needs a latency check in checks",
+                              d.latency_slower)
         return self
 
     def check_of(self, kind: str) -> CheckSpec:
         return next(c for c in self.checks if c.kind == kind)
 
 
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Header names that carry credentials: their values come from the environment (headers_env).
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|passw|api[-_]?key|signature",
+                            re.IGNORECASE)
+
+
+def _header_name(name: str) -> None:
+    if not re.match(r"^[A-Za-z0-9-]{1,64}$", name):
+        raise field_error((name,), "not an HTTP header name", name)
+
+
 class NotifierSpec(Strict):
-    """Where promotions and rollbacks are announced: ``log`` or a ``webhook`` (JSON POST)."""
+    """Where promotions and rollbacks are announced: ``log`` or a ``webhook`` (JSON POST).
+
+    A spec is stored and may be shown, so it holds no secret: a webhook URL that is one (a
+    chat hook's path) comes from ``url_env``, and credential headers from ``headers_env``
+    (header -> environment variable), both read where the controller runs. ``headers`` may
+    only carry plain ones; a URL may not carry a user or password.
+    """
 
     kind: Literal["log", "webhook"]
-    url: str | None = Field(None, pattern=r"^https?://")
+    url: str | None = Field(None, pattern=r"^https?://[!-~]+$", max_length=2048)
+    url_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     timeout_s: float = Field(2.0, gt=0, le=30)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=32)
+    headers_env: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("url")
+    @classmethod
+    def _no_userinfo(cls, v: str | None) -> str | None:
+        if v is not None and "@" in re.split(r"[/?#]", v.split("://", 1)[1], maxsplit=1)[0]:
+            raise ValueError("url carries a user or password: a spec is stored and shown; "
+                             "give the whole URL in url_env instead")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            _header_name(name)
+            if len(value) > 1024 or not value.isprintable():
+                raise field_error((name,), "a header value is at most 1024 printable "
+                                  "characters (no CR or LF)", value)
+            if _SECRET_HEADER.search(name) or value.lower().startswith(("bearer ", "basic ")):
+                raise field_error((name,), f"headers[{name!r}] carries a credential: a spec "
+                                  "is stored and shown; name an environment variable in "
+                                  "headers_env instead", value[:8] + "...")
+        return v
+
+    @field_validator("headers_env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, var in v.items():
+            _header_name(name)
+            if not re.match(ENV_NAME_PATTERN, var):
+                raise field_error((name,), f"headers_env[{name!r}]={var[:64]!r} is not an "
+                                  "environment variable name", var)
+        return v
+
+    @model_validator(mode="after")
+    def _where(self) -> NotifierSpec:
+        if self.kind == "webhook" and (self.url is None) == (self.url_env is None):
+            raise ValueError("kind 'webhook' needs exactly one of url and url_env")
+        if self.kind == "log" and (self.url or self.url_env or self.headers or self.headers_env):
+            raise ValueError("kind 'log' takes no url, url_env, headers or headers_env")
+        return self
+
+    def shown(self) -> dict[str, Any]:
+        """This notifier as status and logs may show it: a URL only as scheme://host."""
+        doc = self.model_dump(mode="json", exclude_defaults=True)
+        if self.url:
+            doc["url"] = re.sub(r"^(https?://[^/?#]*).*$", r"\1/...", self.url)
+        return doc
 
 
 class RolloutSpec(Strict):
@@ -186,37 +273,68 @@ class RolloutSpec(Strict):
     analysis: AnalysisSpec = AnalysisSpec()
     rollback_window_s: float = Field(300.0, ge=0)
     drain_s: float = Field(10.0, ge=0)  # a retired version's app is deleted this long after
-    router: dict[str, JsonValue] = Field(default_factory=dict)  # extra RouterConfig fields
-    store_path: str | None = None  # SQLite file; default under ~/.rayrollout/
+    router: dict[str, Any] = Field(default_factory=dict)  # extra RouterConfig fields (checked)
+    store_path: str | None = Field(None, min_length=1, max_length=4096)  # default ~/.rayrollout/
+    # A candidate's failed request (error, timeout) is retried once on the stable, so its user
+    # gets an answer; the failure still counts against the candidate. Off: the user gets it.
+    retry_on_stable: bool = False
     notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(kind="log")])
+
+    @field_validator("router")
+    @classmethod
+    def _router_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Extra ``RouterConfig`` fields, checked here so an error names ``router.<key>``."""
+        bad = set(v) & {"model", "weights", "shadow", "flags", "rollout", "fallback"}
+        if bad:
+            key = sorted(bad)[0]
+            raise field_error((key,), f"router.{key} is set by the rollout, not by hand", None)
+        RouterConfig.model_validate({"model": "m", "weights": {"v": 100.0}, **v})
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutSpec:
-        names = [self.stable.name] + [c.name for c in self.candidates]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"version names must be unique: {dup} repeated")
+        seen = {self.stable.name: "stable.name"}
+        for i, c in enumerate(self.candidates):
+            if c.name in seen:
+                raise field_error(("candidates", i, "name"), "version names must be unique: "
+                                  f"{[c.name]} repeated (candidates.{i}.name={c.name!r} is "
+                                  f"{seen[c.name]})", c.name)
+            seen[c.name] = f"candidates.{i}.name"
+        last = len(self.strategy.steps) - 1
         top = self.strategy.steps[-1].weight * len(self.candidates)
         if top > 100:
-            raise ValueError(
+            raise field_error(
+                ("strategy", "steps", last, "weight"),
                 f"strategy.steps[-1].weight={self.strategy.steps[-1].weight:g} x "
-                f"{len(self.candidates)} candidates = {top:g}% > 100%"
-            )
-        for i, n in enumerate(self.notifiers):
-            if n.kind == "webhook" and not n.url:
-                raise ValueError(f"notifiers[{i}]: kind 'webhook' needs a url")
+                f"{len(self.candidates)} candidates = {top:g}% > 100%",
+                self.strategy.steps[-1].weight)
+        self._shadow_for_disagreement()
         if self.strategy.shadow and len(self.candidates) > 1:
-            raise ValueError("strategy.shadow supports one candidate; got "
-                             f"{len(self.candidates)}")
-        bad = set(self.router) & {"model", "weights", "shadow", "flags"}
-        if bad:
-            raise ValueError(f"router.{sorted(bad)[0]} is set by the rollout, not by hand")
-        RouterConfig.model_validate(self.router_config({self.stable.name: 100.0}, None, 1.0))
+            raise field_error(("strategy", "shadow"), "strategy.shadow supports one candidate; "
+                              f"got {len(self.candidates)}", None)
         try:
             self._needs()
         except ValueError as e:
-            raise ValueError(f"analysis.detect: {e}") from None
+            raise field_error(("analysis", "detect"), f"analysis.detect: {e}", None) from None
         return self
+
+    def _shadow_for_disagreement(self) -> None:
+        """A disagreement check compares shadow answers: without a shadow phase of at least its
+        ``min_comparisons`` it could never pass, and would hold every step for ever."""
+        sh = self.strategy.shadow
+        for i, c in enumerate(self.analysis.checks):
+            if c.kind != "disagreement":
+                continue
+            need = int(c.params.get("min_comparisons", 100))  # type: ignore[arg-type]
+            if sh is None:
+                raise field_error(("analysis", "checks", i, "kind"),
+                                  f"check {c.check_name!r} (disagreement) needs a shadow phase: "
+                                  "set strategy.shadow", c.kind)
+            if sh.min_comparisons < need:
+                raise field_error(("strategy", "shadow", "min_comparisons"),
+                                  f"strategy.shadow.min_comparisons={sh.min_comparisons} < "
+                                  f"{need}, the min_comparisons of check {c.check_name!r}",
+                                  sh.min_comparisons)
 
     def step_need(self, i: int) -> int:
         """Candidate requests step ``i`` needs for its checks to catch ``analysis.detect``
@@ -269,6 +387,8 @@ class RolloutSpec(Strict):
                       if v.flags and v.name in weights},
             **self.router,
         }
+        if self.retry_on_stable and self.stable.name in weights:
+            doc["fallback"] = self.stable.name
         sh = self.strategy.shadow
         if shadow:
             doc["shadow"] = {"version": shadow, "fraction": fraction,

@@ -18,6 +18,9 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.names import router_app_name, version_app_name
 from rayrollout.spec.base import NAME_PATTERN, Strict
+from rayrollout.spec.faults import FaultSpec
+
+HEADER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"  # a lowercase HTTP header name
 
 
 class ActorOptions(Strict):
@@ -25,7 +28,7 @@ class ActorOptions(Strict):
 
     num_cpus: float = Field(0.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
-    memory: int | None = Field(None, ge=0)
+    memory: int | None = Field(None, ge=0, le=2**50)  # bytes: at most 1 PiB
 
     def to_ray(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -46,17 +49,18 @@ class VersionSpec(Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     runtime: Literal["onnx", "torchscript"]
-    artifact: str = Field(min_length=1)
+    artifact: str = Field(min_length=1, max_length=4096)  # a path (PATH_MAX) or a URI
     task: Literal["classification", "regression"] = "classification"
     num_replicas: int = Field(1, ge=1, le=1024)
-    max_ongoing_requests: int = Field(256, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1, le=100_000)
     ray_actor_options: ActorOptions = ActorOptions()
     batching: BatchingConfig = BatchingConfig()
     intra_op_threads: int = Field(1, ge=1, le=64)
     # Batches of at most this many rows run on the replica's event loop: for cheap CPU models a
     # thread hop costs more than the model. Larger batches (and GPU models) use a worker thread.
-    inline_rows: int = Field(64, ge=0)
+    inline_rows: int = Field(64, ge=0, le=1_000_000)
     flags: dict[str, JsonValue] = Field(default_factory=dict)
+    faults: FaultSpec | None = None  # injected on purpose, for drills (off by default)
 
     def for_model(self, model: str) -> VersionConfig:
         return VersionConfig.model_validate({"model": model, **self.model_dump(mode="json")})
@@ -109,7 +113,7 @@ class ShadowConfig(Strict):
 
 class RouterDeployment(Strict):
     num_replicas: int = Field(1, ge=1, le=1024)
-    max_ongoing_requests: int = Field(1000, ge=1)
+    max_ongoing_requests: int = Field(1000, ge=1, le=1_000_000)
     num_cpus: float = Field(0.0, ge=0)
 
 
@@ -124,21 +128,40 @@ class RouterConfig(Strict):
     weights: dict[str, float] = Field(min_length=1)
     shadow: ShadowConfig | None = None
     flags: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
-    sticky_header: str = "x-rollout-key"
-    pin_header: str = "x-rollout-version"
-    max_body_bytes: int = Field(1_000_000, ge=64)
-    max_batch_rows: int = Field(1024, ge=1)
+    # A version (in weights) that requests other versions failed are retried on, once; the
+    # failure still counts against the version that failed (a rollout's retry_on_stable).
+    fallback: str | None = None
+    sticky_header: str = Field("x-rollout-key", pattern=HEADER_PATTERN)
+    pin_header: str = Field("x-rollout-version", pattern=HEADER_PATTERN)
+    max_body_bytes: int = Field(1_000_000, ge=64, le=1 << 30)
+    max_batch_rows: int = Field(1024, ge=1, le=1_000_000)
     request_timeout_s: float = Field(30.0, gt=0)
-    event_buffer: int = Field(200_000, ge=100)
-    feedback_window: int = Field(100_000, ge=0)  # served requests kept to join labels to
-    seed: int | None = None  # for the per-request random choice; None draws from the OS
-    # Admin API bearer tokens by name ("alice": "<secret>"); more come from the environment
-    # variable named by ``admin_tokens_env`` as "name:token,name:token". No token: admin off.
-    admin_tokens: dict[str, str] = Field(default_factory=dict)
-    admin_tokens_env: str = "RAYROLLOUT_ADMIN_TOKENS"
+    event_buffer: int = Field(200_000, ge=100, le=10_000_000)
+    feedback_window: int = Field(100_000, ge=0, le=10_000_000)  # served requests kept for labels
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)  # per-request random draws; None: the OS
+    # Bearer tokens of the admin API and the feedback route (``rayrollout.ingress.auth``):
+    # "name[/scope+scope]:token" entries from the environment variable named here and from a
+    # file only its owner can read. Never the tokens themselves: a config is shown by Serve.
+    admin_tokens_env: str = Field("RAYROLLOUT_ADMIN_TOKENS",
+                                  pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    tokens_file: str | None = Field(None, min_length=1, max_length=4096)
+    # The store of rollouts started over HTTP (POST /rollout/start may not choose it).
+    store_path: str | None = Field(None, min_length=1, max_length=4096)
     # A rollout to start when the router comes up (``serve run`` of a rollout config).
     rollout: dict[str, JsonValue] | None = None
     deployment: RouterDeployment = RouterDeployment()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("admin_tokens", "tokens"):
+                if key in data:
+                    raise ValueError(
+                        f"{key}: tokens are not accepted in a config (Serve shows a config's "
+                        "arguments to anyone who can read it, and a spec is stored); put them in "
+                        "the environment variable named by admin_tokens_env, or in tokens_file")
+        return data
 
     @field_validator("weights")
     @classmethod
@@ -161,6 +184,8 @@ class RouterConfig(Strict):
         for v in self.flags:
             if v not in self.weights:
                 raise ValueError(f"flags[{v!r}] names a version that is not in weights")
+        if self.fallback is not None and self.fallback not in self.weights:
+            raise ValueError(f"fallback={self.fallback!r} names a version that is not in weights")
         return self
 
     @property
@@ -181,6 +206,7 @@ class RouterConfig(Strict):
             shadow_max_in_flight=sh.max_in_flight if sh else 64,
             shadow_rtol=sh.rtol if sh else 0.05,
             flags={v: dict(f) for v, f in self.flags.items()},
+            fallback=self.fallback,
         )
 
     def live_versions(self) -> list[str]:

@@ -27,8 +27,20 @@ BOB = f"bob-{uuid.uuid4().hex}"
 RAYROLLOUT = Path(sys.executable).parent / "rayrollout"
 
 
+VIEWER = f"viewer-{uuid.uuid4().hex}"
+
+
+def tokens_file(folder: Path) -> str:
+    """The router's tokens, in a file only its owner may read (never in the config)."""
+    f = folder / "tokens"
+    f.write_text(f"alice:{ALICE}\nbob:{BOB}\nviewer/read:{VIEWER}\n")
+    f.chmod(0o600)
+    return str(f)
+
+
 def rollout_spec(model: str, store: Path) -> dict[str, Any]:
-    """v2 over v1, held at the first step (it needs more requests than any test sends)."""
+    """v2 over v1, held at the first step (it needs more requests than any test sends). Over
+    HTTP the router chooses the store (``router.store_path``): the spec may not."""
     return {
         "model": model,
         "stable": {"name": "v1", "runtime": "onnx", "artifact": str(ARTIFACTS / "v1.onnx")},
@@ -36,8 +48,7 @@ def rollout_spec(model: str, store: Path) -> dict[str, Any]:
         "strategy": {"steps": [{"weight": 10, "min_requests": 1_000_000}, {"weight": 50}]},
         "analysis": {"tick_s": 0.5, "checks": [{"kind": "errors"}, {"kind": "latency"}]},
         "rollback_window_s": 5,
-        "router": {"admin_tokens": {"alice": ALICE, "bob": BOB}},
-        "store_path": str(store),
+        "router": {"tokens_file": tokens_file(store.parent), "store_path": str(store)},
     }
 
 
@@ -148,6 +159,36 @@ def test_reads_with_a_token(served: Served) -> None:
         assert c.get("/rollout/nothing").status_code == 404
 
 
+def test_a_read_token_reads_and_steers_nothing(served: Served) -> None:
+    with served.client(VIEWER) as c:
+        assert c.get("/rollout/status").status_code == 200
+        for verb in ("pause", "abort", "start"):
+            r = c.post(f"/rollout/{verb}", json=served.spec if verb == "start" else {})
+            assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+            assert "'viewer' lacks scope" in r.json()["error"]
+    assert served.status()["phase"] not in ("paused", "rolled_back")
+
+
+def test_a_spec_over_http_reaches_only_what_the_operator_allows(served: Served) -> None:
+    """No store of its choosing, no artifact outside the roots (and no answer saying whether
+    a file exists), no webhook to a host the controller's machine does not allow."""
+    spec = served.spec
+    outside = [{"name": "v3", "runtime": "onnx", "artifact": path}
+               for path in ("/etc/passwd", "/nonexistent/x.onnx")]
+    with served.client() as c:
+        r = c.post("/rollout/start", json={**spec, "store_path": "/tmp/mine.db"})
+        assert r.status_code == 400 and r.json()["error"].startswith("store_path:")
+        errors = [c.post("/rollout/start", json={**spec, "candidates": [v]}).json()["error"]
+                  for v in outside]
+        assert all("is outside the artifact roots" in e for e in errors)
+        assert errors[0].replace("/etc/passwd", "X") == errors[1].replace(
+            "/nonexistent/x.onnx", "X")  # the same answer whether the file exists or not
+        hook = {"kind": "webhook", "url": "http://169.254.169.254/latest/meta-data"}
+        r = c.post("/rollout/start", json={**spec, "notifiers": [hook]})
+        assert r.status_code == 400 and "RAYROLLOUT_WEBHOOK_HOSTS" in r.json()["error"]
+    assert served.status()["phase"] == "canary"  # nothing changed
+
+
 def test_pause_resume_and_illegal_verbs(served: Served) -> None:
     served.wait_phase({"canary"})
     with served.client() as c:
@@ -229,7 +270,7 @@ def test_cli_against_the_live_router(served: Served) -> None:
     r = cli(served, "approve")
     assert r.returncode == 2 and "409" in r.stderr and "approval" in r.stderr
     r = cli(served, "resume", token="nope")
-    assert r.returncode == 2 and "401: invalid admin token" in r.stderr
+    assert r.returncode == 2 and "401: invalid token" in r.stderr
     r = cli(served, "resume")
     assert r.returncode == 0 and served.status()["phase"] == "canary"
     r = cli(served, "history", "--limit", "2")

@@ -19,7 +19,7 @@ import ray
 import rayrollout.client.api as rr
 from rayrollout.errors import NotFound
 from rayrollout.serving.port import RayServePort
-from tests.conftest import ARTIFACTS, RayServe
+from tests.conftest import ARTIFACTS, TOKENS, RayServe, auth
 from tests.unit.test_notify import Hook
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,7 @@ class Load:
     def _run(self, k: int) -> None:
         url = f"/v1/models/{self.model}"
         with httpx.Client(base_url=self.base, timeout=30) as c:
+            labels = auth(TOKENS.feedback)
             i = k
             while not self._stop.is_set():
                 i += 4
@@ -82,7 +83,7 @@ class Load:
                     continue
                 self.served[r.headers["x-model-version"]] += 1
                 c.post(f"{url}/feedback", json={"request_id": r.headers["x-rollout-request-id"],
-                                                 "label": int(self.y[j])})
+                                                 "label": int(self.y[j])}, headers=labels)
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ def test_page_without_a_token_asks_for_one(page: Page, tmp_path: Path) -> None:
     assert text_of(dom, "phase") == "…"  # no data was shown
     dom = dump_dom(tmp_path, f"{page.url}#token=wrong")
     assert 'id="login" style="display: flex;"' in dom
-    assert "invalid admin token" in text_of(dom, "loginmsg")
+    assert "invalid token" in text_of(dom, "loginmsg")
 
 
 def test_screenshot_is_rendered(page: Page, tmp_path: Path) -> None:

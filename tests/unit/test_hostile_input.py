@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from rayrollout.dataplane import protocol
 from rayrollout.dataplane.aggregates import Collected
-from rayrollout.dataplane.feedback import parse_feedback
+from rayrollout.dataplane.feedback import MAX_ID_CHARS, parse_feedback
 from rayrollout.errors import BadRequest, RequestError
 from rayrollout.ingress.inference import MAX_STICKY_KEY_CHARS, sticky_key, summary
 from rayrollout.ingress.platform import RouterPlatform
@@ -193,7 +193,8 @@ def test_parse_feedback_refuses_any_body_with_a_request_error(body: bytes) -> No
         items = parse_feedback(body)
     except RequestError:
         return
-    assert all(isinstance(r, str) and 0 < len(r) <= 256 and math.isfinite(v) for r, v in items)
+    assert all(isinstance(r, str) and 0 < len(r) <= MAX_ID_CHARS and math.isfinite(v)
+               for r, v in items)
 
 
 OUTPUTS: dict[str, np.ndarray] = {"label": np.zeros(3, np.int64),
@@ -221,7 +222,8 @@ def test_encode_v2_answers_or_refuses_any_request_document(doc: dict[str, Any],
     (b'{"request_id": "a", "label": ' + b"9" * 400 + b"}", "finite number"),
     (b'{"request_id": "a", "label": -Infinity}', "finite number"),
     (b'{"request_id": "a", "label": NaN}', "finite number"),
-    (json.dumps({"request_id": "a" * 257, "label": 1}).encode(), "at most 256"),
+    (json.dumps({"request_id": "a" * (MAX_ID_CHARS + 1), "label": 1}).encode(),
+     f"at most {MAX_ID_CHARS}"),
     (b"[" * 100_000, "nested too deeply"),
 ])
 def test_hostile_feedback_is_a_bad_request(body: bytes, match: str) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from starlette.requests import Request
 
 from rayrollout.controller.fake import FakeServePort
 from rayrollout.controller.phases import VERBS
-from rayrollout.errors import StoreBusy, StoreCorrupt, Unauthorized
+from rayrollout.errors import ConfigError, Forbidden, StoreBusy, StoreCorrupt, Unauthorized
 from rayrollout.ingress.admin import AdminAPI
+from rayrollout.ingress.auth import Scope
 from rayrollout.spec import RouterConfig
 from tests.asgi import AsgiClient
 from tests.unit.controller.test_controller import MODEL, Clock, spec_doc
@@ -23,21 +25,24 @@ ALICE, BOB = "alice-token-123", "bob-token-456"
 AUTH = {"Authorization": f"Bearer {ALICE}"}
 
 
+TOKENS = {"RAYROLLOUT_ADMIN_TOKENS": f"alice:{ALICE},bob:{BOB}"}
+
+
 def admin_config(**over: Any) -> RouterConfig:
-    return RouterConfig.model_validate(
-        {"model": MODEL, "weights": {"v1": 100.0},
-         "admin_tokens": {"alice": ALICE, "bob": BOB}, **over})
+    return RouterConfig.model_validate({"model": MODEL, "weights": {"v1": 100.0}, **over})
 
 
 class Admin:
     def __init__(self, store: Path) -> None:
         self.clock = Clock()
         self.port = FakeServePort(self.clock)
-        self.port.deploy_router(admin_config())
-        self.api = AdminAPI(admin_config(), self.port, environ={})
+        cfg = admin_config(store_path=str(store))  # over HTTP, the router chooses the store
+        self.port.deploy_router(cfg)
+        self.api = AdminAPI(cfg, self.port, environ=TOKENS)
         self.client = AsgiClient(self.api.http)
         self.spec = spec_doc(store, strategy={"steps": [{"weight": 10, "min_requests": 10**6},
                                                         {"weight": 50}]})
+        del self.spec["store_path"]
 
     def tick(self, n: int = 1) -> None:
         for _ in range(n):
@@ -179,18 +184,76 @@ def request(token: str | None) -> Request:
                     "headers": headers, "query_string": b""})
 
 
-def test_tokens_come_from_the_config_and_the_environment() -> None:
+def test_tokens_come_from_the_environment_and_a_private_file(tmp_path: Path) -> None:
+    f = tmp_path / "tokens"
+    f.write_text("# operators\nfrank/read+operate:f-tok\nlabels/feedback:l-tok\n")
+    f.chmod(0o600)
     cfg = RouterConfig.model_validate(
-        {"model": "m", "weights": {"v1": 100}, "admin_tokens": {"alice": "a-tok"},
-         "admin_tokens_env": "MY_TOKENS"}
-    )
-    admin = AdminAPI(cfg, environ={"MY_TOKENS": "carol:c-tok, malformed ,dave:,:x, erin : e:tok"})
-    assert admin.authenticate(request("a-tok")) == "alice"
+        {"model": "m", "weights": {"v1": 100}, "admin_tokens_env": "MY_TOKENS",
+         "tokens_file": str(f)})
+    admin = AdminAPI(cfg, environ={
+        "MY_TOKENS": "carol:c-tok, malformed ,dave:,:x, erin : e:tok, gus/root:g-tok"})
     assert admin.authenticate(request("c-tok")) == "carol"
     assert admin.authenticate(request("e:tok")) == "erin"  # a token may hold a colon
-    for bad in ("x", "malformed", "", "c-to", "c-tokk"):
-        with pytest.raises(Unauthorized, match="admin token"):
+    assert admin.authenticate(request("f-tok"), Scope.OPERATE) == "frank"
+    for bad in ("x", "malformed", "", "c-to", "c-tokk", "g-tok"):  # gus: unknown scope
+        with pytest.raises(Unauthorized, match="token"):
             admin.authenticate(request(bad))
+    with pytest.raises(Forbidden, match="'frank' lacks scope 'admin'"):
+        admin.authenticate(request("f-tok"), Scope.ADMIN)
+    with pytest.raises(Forbidden, match="'labels' lacks scope 'read'"):
+        admin.authenticate(request("l-tok"))
+
+
+def test_a_tokens_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "tokens"
+    f.write_text("alice:a-tok\n")
+    f.chmod(0o644)
+    cfg = RouterConfig.model_validate({"model": "m", "weights": {"v1": 100},
+                                       "tokens_file": str(f)})
+    with pytest.raises(ConfigError, match=r"mode 0644.*chmod 600"):
+        AdminAPI(cfg, environ={})
+    with pytest.raises(ConfigError, match="cannot be read"):
+        AdminAPI(cfg.model_copy(update={"tokens_file": str(tmp_path / "none")}), environ={})
+
+
+@pytest.mark.parametrize("key", ["admin_tokens", "tokens"])
+def test_tokens_in_a_config_are_refused_naming_the_field(key: str) -> None:
+    with pytest.raises(ValidationError, match=f"{key}: tokens are not accepted in a config"):
+        RouterConfig.model_validate({"model": "m", "weights": {"v1": 100},
+                                     key: {"alice": "a-tok"}})
+
+
+def test_scopes_open_exactly_their_routes(tmp_path: Path) -> None:
+    """read: the GET routes; operate: also the verbs; admin: also start. feedback: none."""
+    a = Admin(tmp_path / "rollouts.db")
+    a.api = AdminAPI(a.api.cfg, a.port, environ={"RAYROLLOUT_ADMIN_TOKENS": (
+        f"alice:{ALICE},viewer/read:v-tok,oncall/operate:o-tok,labels/feedback:l-tok")})
+    a.client = AsgiClient(a.api.http)
+    started(a)
+    with a.client as c:
+        def status(method: str, path: str, token: str) -> int:
+            h = {"Authorization": f"Bearer {token}"}
+            r = c.get(path, headers=h) if method == "GET" else c.post(path, json={}, headers=h)
+            return r.status_code
+        every = ([("GET", p) for p in ("/status", "/history", "/verify", "/replay", "/verbs")]
+                 + [("POST", f"/{v}") for v in VERBS] + [("POST", "/start")])
+        for method, path in every:
+            need = ("admin" if path == "/start" else "operate" if method == "POST" else "read")
+            for token, scope in (("v-tok", "read"), ("o-tok", "operate"), ("l-tok", "feedback")):
+                allowed = {"read": {"read"}, "operate": {"read", "operate"}}.get(scope, set())
+                code = status(method, path, token)
+                if need in allowed:
+                    assert code != 403, (method, path, scope)
+                else:
+                    assert code == 403, (method, path, scope, code)
+
+
+def test_a_spec_over_http_cannot_choose_its_store(admin: Admin) -> None:
+    r = admin.client.post("/start", json={**admin.spec, "store_path": "/tmp/elsewhere.db"},
+                          headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"].startswith("store_path:")
+    assert MODEL not in admin.port.controllers
 
 
 def test_no_token_configured_means_admin_is_off() -> None:
@@ -201,8 +264,8 @@ def test_no_token_configured_means_admin_is_off() -> None:
             r = c.get("/status", headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
             error = r.json()["error"]
-            assert "disabled" in error and "admin_tokens" in error
-            assert "RAYROLLOUT_ADMIN_TOKENS='name:token'" in error
+            assert "none is configured" in error and "tokens_file" in error
+            assert "RAYROLLOUT_ADMIN_TOKENS='name[/scope+scope]:token'" in error
         assert c.get("/").status_code == 200  # the page loads; its data calls are refused
 
 

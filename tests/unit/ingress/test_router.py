@@ -14,6 +14,7 @@ import pytest
 
 from rayrollout.controller.fake import FakeServePort
 from rayrollout.dataplane.aggregates import Collected
+from rayrollout.dataplane.events import Outcome
 from rayrollout.ingress.platform import RouterPlatform
 from rayrollout.ingress.router import Router
 from rayrollout.ingress.versions import LocalVersions
@@ -40,8 +41,12 @@ def make(runtimes: dict[str, Any], port: FakeServePort | None = None, **cfg: Any
     versions = LocalVersions(runtimes)
     config = {"model": MODEL, "weights": {"v1": 100.0}, "seed": 7, **cfg}
     router = Router(config, RouterPlatform(versions, port=port, replica="r1",
-                                           background=lambda fn: fn()))
+                                           background=lambda fn: fn()), environ=TOKENS)
     return router, versions
+
+
+LABELS, OTHER = {"Authorization": "Bearer l-tok"}, {"Authorization": "Bearer m-tok"}
+TOKENS = {"RAYROLLOUT_ADMIN_TOKENS": "labels/feedback:l-tok,more/feedback:m-tok,viewer/read:v-tok"}
 
 
 @pytest.fixture
@@ -198,8 +203,8 @@ def test_tables_switch_by_epoch_and_feedback_joins_labels(
         rid = r.headers["x-rollout-request-id"]
         r = c.post(f"/v1/models/{MODEL}/feedback",
                    json={"feedback": [{"request_id": rid, "label": 3},
-                                      {"request_id": "nope", "label": 1}]})
-        assert r.json() == {"matched": 1, "unknown": ["nope"]}
+                                      {"request_id": "nope", "label": 1}]}, headers=LABELS)
+        assert r.json()["matched"] == 1 and r.json()["unknown"] == ["nope"]
         assert len(collected(router, c).labelled) == 1
 
 
@@ -317,10 +322,10 @@ def test_a_non_finite_regression_output_is_recorded_whole(rows: np.ndarray) -> N
                                        replica="r1"))
         with AsgiClient(router.http) as c:
             r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
-            assert r.status_code == 200, r.text
+            assert r.status_code == 500 and r.json()["code"] == "model_error", r.text
             got = collected(router, c)
-        s = got.stats["v1"]
-        assert (s.requests, s.ok, s.errors, sum(s.latency_counts)) == (1, 1, 0, 1)
+        s = got.stats["v1"]  # the version's failure, recorded whole (no JSON carries inf/NaN)
+        assert (s.requests, s.ok, s.errors) == (1, 0, 1)
         assert sum(s.class_counts) == 0 and got.events[0].prediction != got.events[0].prediction
 
 
@@ -336,7 +341,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(
 ) -> None:
     c, router, _ = client
     sent: list[int] = []
-    r = c.post(path, content=chunks(64, 64 << 10, sent))  # 4 MiB, no content-length
+    r = c.post(path, content=chunks(64, 64 << 10, sent), headers=LABELS)  # 4 MiB, unsized
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
     assert sum(sent) <= router.cfg.max_body_bytes + (64 << 10)  # read only up to the limit
     assert rejected_and_failed(router, c) == (1, 0)
@@ -347,7 +352,7 @@ def test_a_content_length_of_5000_digits_is_413_not_500(
     client: tuple[AsgiClient, Router, LocalVersions], path: str
 ) -> None:
     c, router, _ = client
-    r = c.post(path, content=b"{}", headers={"content-length": "9" * 5000})
+    r = c.post(path, content=b"{}", headers={"content-length": "9" * 5000, **LABELS})
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text
     assert rejected_and_failed(router, c) == (1, 0)
 
@@ -390,6 +395,129 @@ def test_a_hostile_label_is_a_400_counted_as_rejected(
     c, router, _ = client
     for body in (b'{"request_id": "a", "label": ' + b"9" * 400 + b"}",
                  b'{"request_id": "a", "label": NaN}', b"[" * 5000):
-        r = c.post(f"/v1/models/{MODEL}/feedback", content=body)
+        r = c.post(f"/v1/models/{MODEL}/feedback", content=body, headers=LABELS)
         assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
     assert rejected_and_failed(router, c) == (3, 0)
+
+
+def feedback(c: AsgiClient, items: list[tuple[str, int]], headers: dict[str, str] = LABELS
+             ) -> dict[str, Any]:
+    r = c.post(f"/v1/models/{MODEL}/feedback", headers=headers,
+               json={"feedback": [{"request_id": i, "label": y} for i, y in items]})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_labels_need_a_feedback_token_and_are_counted_as_rejected_without_one(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    rid = c.post(f"/v1/models/{MODEL}/predict",
+                 json={"instances": rows[:1].tolist()}).headers["x-rollout-request-id"]
+    body = {"request_id": rid, "label": 1}
+    for headers, status in (({}, 401), ({"Authorization": "Bearer nope"}, 401),
+                            ({"Authorization": "Bearer v-tok"}, 403)):
+        r = c.post(f"/v1/models/{MODEL}/feedback", json=body, headers=headers)
+        assert r.status_code == status, r.text
+    got = collected(router, c)
+    assert got.labelled == [] and sum(s.rejected for s in got.stats.values()) == 3
+    assert feedback(c, [(rid, 1)])["matched"] == 1  # the forged ones claimed nothing
+
+
+def test_request_ids_are_unguessable_and_client_ids_live_in_their_own_namespace(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, _router, _ = client
+    body = {"instances": rows[:1].tolist()}
+    ids = [c.post(f"/v1/models/{MODEL}/predict", json=body).headers["x-rollout-request-id"]
+           for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)  # 128 random bits, in hex
+    # A client that sets a router-made id gets its own namespaced id: it cannot take the
+    # other request's label, whose id it may have seen.
+    r = c.post(f"/v1/models/{MODEL}/predict", json=body, headers={"x-request-id": ids[0]})
+    assert r.headers["x-rollout-request-id"] == f"client:{ids[0]}"
+    r = c.post(f"/v1/models/{MODEL}/predict", json=body, headers={"x-request-id": "order-7"})
+    assert r.headers["x-rollout-request-id"] == "client:order-7"
+    got = feedback(c, [(ids[0], 1), ("client:order-7", 2), ("order-7", 2)])
+    assert got["counts"]["matched"] == 2 and got["unknown"] == ["order-7"]
+
+
+def test_a_client_id_served_twice_takes_no_label(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    for _ in range(2):  # a second client reuses the first one's id
+        c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()},
+               headers={"x-request-id": "shared"})
+    assert feedback(c, [("client:shared", 1)])["ambiguous"] == ["client:shared"]
+    assert collected(router, c).labelled == []
+
+
+@pytest.mark.parametrize("bad", ["x" * 129, "has space", "tab\there", "ünï"])
+def test_a_malformed_client_id_is_400_before_the_model_runs(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray, bad: str
+) -> None:
+    c, router, _versions = client
+    r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()},
+               headers=[("x-request-id", bad.encode())])
+    assert r.status_code == 400 and "x-request-id" in r.json()["error"]
+    assert rejected_and_failed(router, c) == (1, 0) and not collected(router, c).events
+
+
+def test_only_the_first_labeller_may_correct_a_label_and_only_before_it_is_judged(
+    client: tuple[AsgiClient, Router, LocalVersions], rows: np.ndarray
+) -> None:
+    c, router, _ = client
+    r = c.post(f"/v1/models/{MODEL}/predict", json={"instances": rows[:1].tolist()})
+    rid, pred = r.headers["x-rollout-request-id"], int(r.json()["predictions"][0])
+    wrong = (pred + 1) % 10
+    assert feedback(c, [(rid, wrong)])["matched"] == 1
+    assert feedback(c, [(rid, pred)], OTHER)["refused"] == [rid]  # another credential
+    assert feedback(c, [(rid, wrong)])["counts"]["duplicate"] == 1
+    assert feedback(c, [(rid, pred)])["counts"]["corrected"] == 1  # still in the router
+    [ev] = collected(router, c).labelled
+    assert ev.correct  # the judges see the corrected label, once
+    assert feedback(c, [(rid, wrong)])["late"] == [rid]  # judged: it stays
+    assert collected(router, c).labelled == []
+
+
+def test_a_failed_request_is_retried_once_on_the_fallback_and_still_counts_against_its_version(
+    runtimes: dict[str, Any], rows: np.ndarray
+) -> None:
+    from rayrollout.errors import PredictError
+
+    bad = FailingRuntime(classifier_signature(64, 10), PredictError("broken"))
+    router, _ = make({"v1": runtimes["v1"], "v2": bad}, weights={"v1": 0.0, "v2": 100.0},
+                     fallback="v1")
+    body = {"instances": rows[:1].tolist()}
+    with AsgiClient(router.http) as c:
+        r = c.post(f"/v1/models/{MODEL}/predict", json=body)
+        assert r.status_code == 200 and r.headers["x-model-version"] == "v1"
+        assert r.headers["x-rollout-retried-from"] == "v2"
+        pinned = c.post(f"/v1/models/{MODEL}/predict", json=body,
+                        headers={"x-rollout-version": "v2"})
+        assert pinned.status_code == 500  # a pin gets the version it asked for
+        assert feedback(c, [(r.headers["x-rollout-request-id"], 1)])["unknown"]  # no label
+        got = collected(router, c)
+    assert [(e.version, e.outcome) for e in got.events] == [("v2", Outcome.ERROR)] * 2
+    assert (got.stats["v2"].errors, got.stats["v1"].retries, got.stats["v1"].requests) == (2, 1, 0)
+    plain, _ = make({"v1": runtimes["v1"], "v2": bad}, weights={"v1": 0.0, "v2": 100.0})
+    with AsgiClient(plain.http) as c:  # off by default: the user gets the failure
+        assert c.post(f"/v1/models/{MODEL}/predict", json=body).status_code == 500
+
+
+def test_an_output_holding_nan_is_the_versions_failure_never_a_200_that_is_not_json(
+    runtimes: dict[str, Any],
+) -> None:
+    """v2 answers NaN probabilities for huge (finite) pixels: no JSON can carry that, so it is
+    a 500 counted against the version, on both APIs."""
+    router, _ = make({"v1": runtimes["v2"]})
+    row = [1e38] * 64
+    with AsgiClient(router.http) as c:
+        r1 = c.post(f"/v1/models/{MODEL}/predict", json={"instances": [row]})
+        r2 = c.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": row}]})
+        assert [r.status_code for r in (r1, r2)] == [500, 500], (r1.text, r2.text)
+        assert r1.json()["code"] == "model_error"
+        assert rejected_and_failed(router, c) == (0, 2)
