@@ -69,6 +69,8 @@ def config_of(a: argparse.Namespace) -> dict[str, Any]:
 def command_line(a: argparse.Namespace, argv: list[str] | None) -> str:
     """How this run was asked for (``--quick`` first), as the result records it."""
     rest = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--quick"]
+    # a file kept outside the repository is named by its file name only
+    rest = [Path(x).name if x.startswith("/") else x for x in rest]
     return " ".join([f"python -m {MODULE}", *(["--quick"] if a.quick else []), *rest])
 
 

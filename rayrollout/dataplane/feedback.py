@@ -66,7 +66,7 @@ class LabelResult(StrEnum):
     AMBIGUOUS = "ambiguous"
 
 
-@dataclass
+@dataclass(slots=True)  # up to ``window`` of them live in the router
 class _Served:
     t: float
     version: str

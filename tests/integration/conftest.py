@@ -19,6 +19,14 @@ from tests.conftest import ARTIFACTS, ROOT, RayServe, free_port
 
 pytestmark = pytest.mark.integration
 
+# They kill replicas and controllers and load the box: the session's Ray runs them last, so
+# what they break or leave behind (restarting actors, a busy metrics agent) meets no other test.
+DESTRUCTIVE = ("test_load.py", "test_chaos.py", "test_drill.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda it: it.path.name in DESTRUCTIVE)  # stable: keeps the order within
+
 
 @dataclass
 class Deployed:

@@ -139,7 +139,8 @@ def test_a_candidate_that_hangs_is_rolled_back_and_the_stable_path_holds(
     assert "errors" in log[-1]["reason"]
     failed = load.failed()
     assert failed["v1"] == 0 and failed[NO_VERSION] == 0 and failed["v2"] > 0, failed
-    timed_out = Counter(r.status for r in load.replies if r.version == "v2" and r.status != 200)
+    timed_out = Counter(r.status for r in load.replies
+                        if r.version == "v2" and r.kind == "ok" and r.status != 200)
     assert set(timed_out) == {504}, timed_out
     after = load.failed(since=log[-1]["now"] + 2.5)  # the last hung ones time out
     assert sum(after.values()) == 0, after
@@ -160,7 +161,7 @@ def test_router_replica_killed(
     the controller pushes again to a replica that reports an older one), and the rollout is
     promoted as it would have been."""
     X, _ = heldout
-    steps = [{"weight": 20, "min_duration_s": 12}, {"weight": 50, "min_duration_s": 8}]
+    steps = [{"weight": 20, "min_duration_s": 8}, {"weight": 50, "min_duration_s": 4}]
     spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps,
                         router={"deployment": {"num_replicas": 2}})
     ro = model.start(spec)
@@ -219,8 +220,7 @@ def test_controller_killed_ten_times_during_one_rollout(
     another thread rides out every restart; the rollout is promoted with each transition
     logged exactly once; the routers served on throughout."""
     X, _ = heldout
-    steps = [{"weight": 20, "min_duration_s": 12}, {"weight": 50, "min_duration_s": 12},
-             {"weight": 80, "min_duration_s": 12}]
+    steps = [{"weight": 30, "min_duration_s": 10}, {"weight": 60, "min_duration_s": 10}]
     spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps)
     ro = model.start(spec)
     waited: dict[str, Any] = {}
@@ -245,8 +245,7 @@ def test_controller_killed_ten_times_during_one_rollout(
     assert "error" not in waited, waited["error"]
     assert waited["status"]["phase"] == "promoted"
     assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}
-    check_log(ro, [("canary", "canary", 1),
-                   ("canary", "canary", 2), ("canary", "promoted", 2)])
+    check_log(ro, [("canary", "canary", 1), ("canary", "promoted", 1)])
     assert len(kills) >= 10 and len({k["phase"] for k in kills}) >= 2, kills
     failed = load.failed()
     assert sum(failed.values()) == 0, failed  # the routers never needed the controller
