@@ -46,8 +46,8 @@ ONE = [("v1", "v1.onnx", "onnx")]
 ROUTER = {"weights": {"v1": 100.0}, "max_batch_rows": 8, "seed": 3}  # small batches: fast cases
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-CASES = {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 120}
-ADMIN_CASES = 60
+CASES = {GenerationMode.POSITIVE: 80, GenerationMode.NEGATIVE: 80}
+ADMIN_CASES = 40
 OUR_TOKEN = schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}})
 
 
