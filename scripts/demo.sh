@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up if needed, then run the demo on an embedded local Ray.
+# The main job: set up if needed (the package and its runtime dependencies: no torch, no test
+# tools), then run the demo on an embedded local Ray.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

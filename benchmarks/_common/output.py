@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def machine() -> dict[str, Any]:
         "loadavg_1m_at_start": load1,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "ray": ray.__version__,
             "onnxruntime": onnxruntime.__version__,

@@ -100,7 +100,8 @@ async def _raw_loop(
         try:
             writer.write(request)
             await _read_reply(reader, rep)
-        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError,
+                asyncio.TimeoutError) as e:  # asyncio.TimeoutError: Python 3.10
             rep.status, rep.close = 0, True
             rep.note = f"{type(e).__name__}: {e}"[:200]
         rows.append((t0, time.time(), rep.status, rep.version, rep.epoch, rep.note))

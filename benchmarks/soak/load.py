@@ -105,8 +105,10 @@ class OpenLoop:
                 conn[1].close()
             else:
                 self.idle.append(conn)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
-            kind = "timeout" if isinstance(e, TimeoutError) else f"transport:{type(e).__name__}"
+        except (TimeoutError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError,
+                ValueError) as e:  # asyncio.TimeoutError: Python 3.10
+            timeout = isinstance(e, TimeoutError | asyncio.TimeoutError)
+            kind = "timeout" if timeout else f"transport:{type(e).__name__}"
             if conn is not None:  # a failed exchange leaves the connection in an unknown state
                 conn[1].close()
         finally:
@@ -129,7 +131,8 @@ class OpenLoop:
                     ok = status == 200
                     if not ok:
                         self.feedback_error = f"{status} {text[:200]!r}"
-                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
+                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError,
+                        asyncio.TimeoutError) as e:
                     ok, self.feedback_error = False, f"{type(e).__name__}: {e}"[:200]
                     conn = None
                 self.feedback["posts"] += 1

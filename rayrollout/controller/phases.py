@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from rayrollout._compat import StrEnum
 from rayrollout.errors import IllegalTransition
 
 __all__ = [

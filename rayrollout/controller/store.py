@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rayrollout import errors
+from rayrollout._compat import sqlite_errorcode
 from rayrollout.errors import ConfigError, InputsPruned, StoreBusy, StoreCorrupt, StoreError
 
 log = logging.getLogger("rayrollout.store")
@@ -161,7 +162,7 @@ class Store:
 
     def _error(self, e: sqlite3.Error, what: str) -> StoreError:
         """Our error for a SQLite error, saying what was not done and what to do."""
-        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+        code = sqlite_errorcode(e) & 0xFF
         if code in (_BUSY, _LOCKED):
             return StoreBusy(f"the rollout store is busy: another process held its lock for "
                              f"over {self.busy_timeout_s:g} s; {what}: not done, try again")

@@ -25,9 +25,9 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from rayrollout._compat import StrEnum
 from rayrollout.dataplane.events import LabelledEvent
 from rayrollout.dataplane.protocol import loads_json
 from rayrollout.dataplane.tensors import short

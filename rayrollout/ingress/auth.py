@@ -32,9 +32,9 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
+from rayrollout._compat import StrEnum
 from rayrollout.errors import ConfigError, Forbidden, Unauthorized
 
 log = logging.getLogger("rayrollout.auth")

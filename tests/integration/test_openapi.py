@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from rayrollout.runtime import ModelSignature
 from rayrollout.spec import RouterConfig
 from tests.conftest import ARTIFACTS
 from tests.integration.conftest import Deployed
+
+if sys.version_info < (3, 11):  # schemathesis' Failure(Group) on Python 3.10
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.integration
 

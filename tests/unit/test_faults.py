@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from rayrollout._compat import ASYNC_TIMEOUT
 from rayrollout.cli.drill import KINDS, drill_spec, judge, render
 from rayrollout.cli.main import build_parser
 from rayrollout.runtime.fake import FakeRuntime
@@ -139,7 +140,7 @@ def test_errors_fail_about_their_rate_as_model_failures() -> None:
 def test_hang_never_answers() -> None:
     inj, _, _ = injector(hang_fraction=1.0)
     rt = FakeRuntime()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(ASYNC_TIMEOUT):
         call(inj, rt, timeout_s=0.05)
     assert rt.calls == 0
 

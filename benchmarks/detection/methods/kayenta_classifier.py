@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from scipy import stats
+
+from rayrollout._compat import StrEnum
 
 _Z_CACHE: dict[float, float] = {}
 

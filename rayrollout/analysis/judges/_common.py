@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 
+from rayrollout._compat import Self
 from rayrollout.analysis._select import EpochWeights
 from rayrollout.analysis.base import LabelledEvent
 from rayrollout.analysis.result import CheckResult, Verdict
