@@ -12,6 +12,10 @@ The public API, all importable from here without starting Ray::
     ro.status(); ro.pause(); ro.abort(reason="pager")    # or rr.connect("digits") later
     rr.AdminClient("http://router:8000", token).status() # the same over HTTP
 
+A version can be a model file (ONNX, TorchScript), the user's own ``ModelRuntime`` class, or
+the user's own Serve application; ``rr.TensorModel`` is the base of a deployment the router
+calls with tensors (imported on first use: it needs Ray Serve).
+
 Everything else is reachable through its sub-package (``rayrollout.analysis`` for judges and
 e-processes, ``rayrollout.runtime`` for model runtimes, ``rayrollout.controller`` for the
 decision core); ``docs/architecture.md`` in the repository maps them.
@@ -37,6 +41,7 @@ from rayrollout.errors import (
     Unauthorized,
     UnavailableError,
 )
+from rayrollout.runtime import ModelRuntime, ModelSignature, TensorSpec
 from rayrollout.spec import (
     AnalysisSpec,
     CheckSpec,
@@ -59,6 +64,8 @@ __all__ = [
     "Conflict",
     "IllegalTransition",
     "ModelError",
+    "ModelRuntime",
+    "ModelSignature",
     "ModelTimeout",
     "NotFound",
     "PayloadTooLarge",
@@ -69,6 +76,8 @@ __all__ = [
     "RolloutSpec",
     "RouterConfig",
     "StepSpec",
+    "TensorModel",
+    "TensorSpec",
     "Unauthorized",
     "UnavailableError",
     "Verdict",
@@ -79,3 +88,11 @@ __all__ = [
     "load_spec",
     "start",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "TensorModel":  # a Serve deployment base: imports Ray Serve, so only when used
+        from rayrollout.serving.tensor import TensorModel
+
+        return TensorModel
+    raise AttributeError(f"module 'rayrollout' has no attribute {name!r}")

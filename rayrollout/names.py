@@ -32,3 +32,9 @@ def controller_name(model: str) -> str:
 def default_store_path(model: str) -> str:
     """The SQLite store of ``model`` when a spec names none."""
     return str(Path.home() / ".rayrollout" / f"{model}.db")
+
+
+def version_route_prefix(model: str, version: str) -> str:
+    """Route prefix of a pass-through version app on Serve's proxy, where its router forwards
+    the requests of ``model`` (apps that speak their own HTTP; tensor versions have none)."""
+    return f"/-/rayrollout/{model}/{version}"

@@ -23,9 +23,16 @@ ARTIFACTS = ROOT / "models" / "artifacts"
 
 # The session's Ray workers (routers, controllers) start with these in their environment:
 # tokens (TOKENS.admin has every scope, TOKENS.feedback may only post labels; send them with
-# ``auth(token)``) and the webhook host the tests' local hooks listen on.
+# ``auth(token)``), the webhook host the tests' local hooks listen on, the object-store bucket
+# the tests' S3 server serves artifacts from (``tests.integration.s3_server``), and the
+# repository on the import path, so replicas import the user code under ``examples/`` as a
+# cluster would with ``--working-dir``.
 TOKENS = LocalTokens.fresh()
-RAY_ENV = {**TOKENS.env, "RAYROLLOUT_WEBHOOK_HOSTS": "127.0.0.1"}
+S3_BUCKET = "rayrollout-test"
+RAY_ENV = {**TOKENS.env, "RAYROLLOUT_WEBHOOK_HOSTS": "127.0.0.1",
+           "RAYROLLOUT_ARTIFACT_ROOTS": f"s3://{S3_BUCKET}",
+           "PYTHONPATH": os.pathsep.join(
+               p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 def auth(token: str) -> dict[str, str]:

@@ -38,12 +38,7 @@ def deploy_one(version_cfg: dict[str, Any], router_cfg: dict[str, Any]) -> None:
 
     v = VersionConfig.model_validate(version_cfg)
     counting: Any = serve.deployment(CountingModelVersion)
-    dep = counting.options(  # as app.build_version does
-        name="ModelVersion",
-        num_replicas=v.num_replicas,
-        max_ongoing_requests=v.max_ongoing_requests,
-        ray_actor_options=v.ray_actor_options.to_ray(),
-    )
+    dep = counting.options(name="ModelVersion", **v.serve_options())  # as version_app does
     serve.run(dep.bind(v.model_dump(mode="json")), name=v.app_name, route_prefix=None)
     serve.run(
         build_router(RouterConfig.model_validate(router_cfg)),

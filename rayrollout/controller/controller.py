@@ -79,11 +79,20 @@ class RolloutController:
 
     # -- verbs ---------------------------------------------------------------------------------
 
-    def start(self, spec: dict[str, Any], actor: str = "api") -> dict[str, Any]:
-        """Start a rollout of ``spec``. Starting the same spec again is a no-op."""
+    def start(self, spec: dict[str, Any], actor: str = "api",
+              declarative: bool = False) -> dict[str, Any]:
+        """Start a rollout of ``spec``. Starting the same spec while it runs is a no-op.
+
+        ``declarative``: the spec comes from a deployed config (``serve run``, ``serve
+        deploy``, a router replica starting or being added). Such a start is a no-op as well
+        when this model has already run a rollout of the very same spec, whatever its outcome:
+        re-deploying a config, or scaling its routers, never starts a finished or rolled-back
+        rollout again; a config with a new candidate (another spec) starts its rollout."""
         s = RolloutSpec.model_validate(spec)
         self._check_reach(s)
         with self._lock:
+            if declarative and self._ran(s):
+                return self.status()
             cur = self.core
             running = cur is not None and (
                 cur.state.phase in ACTIVE or cur.state.phase == Phase.PENDING)
@@ -102,6 +111,15 @@ class RolloutController:
             self.core = ControllerCore.create(self.store, s, self.clock(), epoch)
             log.info("rollout %s of %s started by %s", self.core.rollout, s.model, actor)
         return self.status()
+
+    def _ran(self, s: RolloutSpec) -> bool:
+        """Whether the store holds a rollout of this model with ``s``'s digest."""
+        digest = s.digest()
+        for rid in reversed(self.store.rollouts(self.model)):
+            row = self.store.get(rid)
+            if row is not None and row.digest == digest:
+                return True
+        return False
 
     def _check_reach(self, s: RolloutSpec) -> None:
         """What the spec names must be within what this controller's machine allows (artifact
@@ -124,10 +142,11 @@ class RolloutController:
     ) -> dict[str, Any]:
         """Apply a person's verb now (not at the next tick); a refused one raises
         ``IllegalTransition`` (409) and changes nothing."""
+        capacity = self._capacity(self.core) if self.core is not None else {}
         with self._lock:
             core = self._need_core()
             cmd = Command(verb, actor, full, candidate, reason)
-            actions, decision = core.tick(self.clock(), command=cmd)
+            actions, decision = core.tick(self.clock(), command=cmd, capacity=capacity)
             self._apply(core, actions, decision)
         return self.status()
 
@@ -214,6 +233,7 @@ class RolloutController:
         parts = self._collect()
         core = self.core
         status = self._deploy_status(core) if core is not None else (frozenset(), {})
+        capacity = self._capacity(core) if core is not None else {}
         with self._lock:
             self.ticks += 1
             if core is None or core is not self.core:
@@ -231,7 +251,7 @@ class RolloutController:
             ready, failed = status
             actions, decision = core.tick(self.clock(), events, shadow, requests, ready,
                                           failed, labelled=labelled, watermark=watermark,
-                                          accounting=accounting)
+                                          accounting=accounting, capacity=capacity)
             self._apply(core, actions, decision)
             if parts and min(p.epoch for p in parts) < core.state.epoch:
                 self._push(core)  # a router replica restarted with an older table
@@ -246,7 +266,9 @@ class RolloutController:
             if a.kind == "routes":
                 self._push(core)
             elif a.kind == "deploy" and a.version:
-                self._deploy(core.spec, a.version)
+                self._deploy(core.spec, a.version, a.replicas)
+            elif a.kind == "scale" and a.version:
+                self._scale(core.spec, a.version, a.replicas)
             elif a.kind == "delete" and a.version:
                 # Not now: requests routed with the previous table may still be on their way
                 # to this version. It is deleted once ``drain_s`` has passed (and it is unused).
@@ -296,10 +318,35 @@ class RolloutController:
                 self.port.delete_app(version_app_name(self.model, version))
                 del self._retiring[version]
 
-    def _deploy(self, spec: RolloutSpec, version: str) -> None:
+    def _deploy(self, spec: RolloutSpec, version: str, replicas: int | None = None) -> None:
         self._retiring.pop(version, None)  # needed again: not to be deleted
         # The port deploys only what is not there (or failed): a running app is not restarted.
-        self.port.deploy_version(spec.version(version).for_model(self.model).resolved())
+        self.port.deploy_version(spec.version(version).for_model(self.model).resolved(),
+                                 replicas)
+
+    def _scale(self, spec: RolloutSpec, version: str, replicas: int | None) -> None:
+        if version_app_name(self.model, version) not in self.port.applications():
+            return  # deleted meanwhile (withdrawn): nothing to size
+        self.port.scale_version(spec.version(version).for_model(self.model).resolved(),
+                                replicas)
+
+    def _capacity(self, core: ControllerCore) -> dict[str, int]:
+        """Running replicas of the rollout's versions (what a move waiting for capacity needs;
+        empty outside the phases that move traffic)."""
+        s = core.state
+        if s.phase not in ACTIVE and s.phase != Phase.PAUSED:
+            return {}
+        try:
+            apps = self.port.applications()
+        except Exception as e:  # Serve not answering: the move waits for the next tick
+            log.debug("applications failed: %s", e)
+            return {}
+        out = {}
+        for v in {s.stable, *s.active()}:
+            st = apps.get(version_app_name(self.model, v))
+            if st is not None and st.status != DEPLOY_FAILED and st.replicas >= 0:
+                out[v] = st.replicas
+        return out
 
     def _deploy_status(self, core: ControllerCore) -> tuple[frozenset[str], dict[str, str]]:
         if core.state.phase != Phase.DEPLOYING:

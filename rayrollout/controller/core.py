@@ -70,10 +70,12 @@ def encode_inputs(
     labelled: Sequence[LabelledEvent] = (),
     watermark: float | None = math.inf,
     accounting: dict[str, Any] | None = None,
+    capacity: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     wm: dict[str, Any] = {} if watermark == math.inf else {"watermark": watermark}
     return {
         **wm,
+        **({"capacity": capacity} if capacity else {}),
         **(accounting or {}),
         "labelled": [_nan_to_none(e) for e in labelled],
         "now": now,
@@ -155,10 +157,13 @@ class ControllerCore:
         labelled: Sequence[LabelledEvent] = (),
         watermark: float | None = math.inf,
         accounting: dict[str, Any] | None = None,
+        capacity: dict[str, int] | None = None,
     ) -> tuple[list[Action], Decision | None]:
         """One step. ``events`` are the new request events as reported, in any order;
         ``watermark`` releases the held and new ones that arrived before it (``inf``: all of
-        them; ``None``: no router answered, release nothing new). ``accounting`` (requests
+        them; ``None``: no router answered, release nothing new). ``capacity`` holds the
+        running replicas of each version (what a move that needs replicas waits for).
+        ``accounting`` (requests
         rejected per version, events lost off full router buffers) is only persisted with the
         inputs, so the store accounts for every request the routers reported; ``decide`` and
         replay never read it. Persists before it returns; raises ``IllegalTransition`` for a
@@ -168,7 +173,7 @@ class ControllerCore:
         saved = self.judge_states() if self.store is not None else None
         try:
             return self._tick(now, events, shadow, requests, ready, failed, command, labelled,
-                              watermark, accounting)
+                              watermark, accounting, capacity or {})
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
                 self.judges = _restore(saved, self.spec)
@@ -187,6 +192,7 @@ class ControllerCore:
         labelled: Sequence[LabelledEvent],
         watermark: float | None,
         accounting: dict[str, Any] | None = None,
+        capacity: dict[str, int] | None = None,
     ) -> tuple[list[Action], Decision | None]:
         released = self.order.release(events, watermark) if command is None else []
         results = self._judge(now, released, shadow, labelled) if command is None else {}
@@ -200,6 +206,7 @@ class ControllerCore:
             ready=ready,
             failed_deploys=failed,
             command=command,
+            capacity=dict(capacity or {}),
         )
         new, actions, decision = decide(self.state, self.spec, obs)
         retried = new.attempt != self.state.attempt
@@ -208,7 +215,7 @@ class ControllerCore:
             self.order = ArrivalOrder()
         if self.store is not None:  # persist first: memory never runs ahead of the store
             inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
-                                   watermark, accounting)
+                                   watermark, accounting, capacity)
             states = {"attempt": new.attempt, "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
                 "held": [_nan_to_none(e) for e in self.order.held],
@@ -268,6 +275,7 @@ def _replay_tick(core: ControllerCore, t: dict[str, Any]) -> Decision | None:
         cmd,
         [LabelledEvent(*_none_to_nan(e)) for e in t.get("labelled", [])],
         t.get("watermark", math.inf),  # ticks recorded before watermarks: release everything
+        capacity=dict(t.get("capacity", {})),
     )
     return d
 

@@ -14,13 +14,20 @@ Rules, in order:
    of every active candidate is PASS. INCONCLUSIVE and ERROR hold the step (never promote).
 4. After the last step the (single surviving) candidate is promoted: it becomes stable at 100%
    and the old stable stays warm for ``rollback_window_s`` so ``undo`` is instant.
+5. Capacity follows traffic (``rayrollout.controller.capacity``): before traffic moves up (a
+   step, a promotion), the versions it moves to are sized for it (``scale`` actions) and, with
+   ``strategy.capacity.wait``, the move waits until those replicas run. The wait is logged once
+   with the sizes; a FAIL meanwhile still rolls back at once, and the stable is never scaled
+   down, so a rollback needs no capacity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rayrollout.analysis.result import CheckResult, Verdict
+from rayrollout.controller.capacity import promotion_sizes, share_size
 from rayrollout.controller.phases import ACTIVE, VERBS, IllegalTransition, Phase, check
 from rayrollout.controller.state import (
     Action,
@@ -52,6 +59,7 @@ class _Step:
     state: RolloutState
     spec: RolloutSpec
     now: float
+    capacity: dict[str, int] = field(default_factory=dict)  # running replicas per version
     actions: list[Action] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     start_active: frozenset[str] = frozenset()  # candidates active when this decision began
@@ -90,7 +98,7 @@ def decide(
     state: RolloutState, spec: RolloutSpec, obs: Observation
 ) -> tuple[RolloutState, list[Action], Decision | None]:
     """The next state, the actions to take (in order), and the log entry if anything changed."""
-    st = _Step(state, spec, obs.now)
+    st = _Step(state, spec, obs.now, dict(obs.capacity))
     if obs.command is not None:
         _command(st, obs.command)
     else:
@@ -121,8 +129,7 @@ def _tick(st: _Step, obs: Observation) -> None:
     s = st.state
     if s.phase == Phase.PENDING:
         st.go(Phase.DEPLOYING, f"deploying {', '.join(s.active())}")
-        for name in s.active():
-            st.actions.append(Action("deploy", version=name))
+        _deploy(st, s.active())
         return
     if s.phase == Phase.PROMOTED:
         if s.retire_at is not None and obs.now >= s.retire_at:
@@ -131,6 +138,7 @@ def _tick(st: _Step, obs: Observation) -> None:
                   previous_stable=None, retire_at=None)
             if old:
                 st.actions.append(Action("delete", version=old))
+            _release_floor(st, st.state.stable)
         return
     if s.phase not in ACTIVE:
         return
@@ -138,6 +146,9 @@ def _tick(st: _Step, obs: Observation) -> None:
     if _judge(st, obs) or st.state.phase not in ACTIVE:
         return
     s = st.state
+    if s.pending is not None and s.phase != Phase.PAUSED:
+        _move(st, s.pending)  # a move that passed, waiting for its replicas
+        return
     if s.phase == Phase.DEPLOYING:
         _deploying(st, obs)
     elif s.phase == Phase.SHADOW:
@@ -145,7 +156,8 @@ def _tick(st: _Step, obs: Observation) -> None:
         assert sh is not None
         if (obs.now - s.phase_since >= sh.min_duration_s
                 and s.shadow_compared >= sh.min_comparisons):
-            _enter_step(st, 0, f"shadow done: {s.shadow_compared} comparisons, no check failed")
+            _move(st, {"move": "step", "to": 0, "why": f"shadow done: {s.shadow_compared} "
+                       "comparisons, no check failed"})
     elif s.phase == Phase.CANARY:
         _maybe_leave_step(st, obs)
 
@@ -230,12 +242,91 @@ def _advance(st: _Step, why: str) -> None:
     s = st.state
     nxt = s.step + 1
     if nxt < len(st.spec.strategy.steps):
-        _enter_step(st, nxt, why)
+        _move(st, {"move": "step", "to": nxt, "why": why})
     elif len(s.active()) == 1:
-        _promote(st, s.active()[0], why)
+        _move(st, {"move": "promote", "to": s.active()[0], "why": why})
     else:
         if s.phase != Phase.AWAITING_APPROVAL:
             st.go(Phase.AWAITING_APPROVAL, why + f"; pick one of {s.active()} to promote")
+
+
+# -- capacity --------------------------------------------------------------------------------
+
+
+def _move(st: _Step, move: dict[str, Any]) -> None:
+    """Enter step ``to`` or promote candidate ``to`` once the replicas it needs run."""
+    if move["move"] == "step":
+        i = int(move["to"])
+        share = st.spec.strategy.steps[i].weight / 100.0
+        sizes = {c: n for c in st.state.active()
+                 if (n := share_size(st.spec, c, share)) is not None}
+        shrink = _gate(st, sizes, move)
+        if shrink is not None:
+            _enter_step(st, i, move["why"])
+            st.actions += shrink  # fewer replicas only once the traffic has moved down
+    else:
+        shrink = _gate(st, promotion_sizes(st.spec, move["to"], st.capacity), move)
+        if shrink is not None:
+            _promote(st, move["to"], move["why"])
+            st.actions += shrink
+
+
+def _gate(st: _Step, sizes: dict[str, int], move: dict[str, Any]) -> list[Action] | None:
+    """Ask for ``sizes`` and say whether the move may go: None while it waits for replicas
+    (every version must have its replicas running, unless ``capacity.wait`` is off), else the
+    scale-downs to apply after it. Scale-ups are actions at once; a wait is logged once, when
+    it begins."""
+    s = st.state
+    asked = dict(s.sizes)
+    scaled, shrink = [], []
+    waits = st.spec.strategy.capacity.wait and any(
+        st.capacity.get(v, -1) < n for v, n in sizes.items())
+    for v, n in sizes.items():
+        if asked.get(v) == n:
+            continue
+        if v in asked and n < asked[v]:  # a scale-down waits for the move itself
+            if not waits:
+                shrink.append(Action("scale", version=v, replicas=n))
+                scaled.append(f"{v} {asked[v]} -> {n}")
+                asked[v] = n
+            continue
+        scaled.append(f"{v} {asked.get(v, '?')} -> {n}")
+        asked[v] = n
+        st.actions.append(Action("scale", version=v, replicas=n))
+    if waits:
+        if s.pending != move:
+            have = ", ".join(f"{v} {max(st.capacity.get(v, 0), 0)} of {n}"
+                             for v, n in sizes.items() if st.capacity.get(v, -1) < n)
+            st.reasons.append(f"{move['why']}; waiting for capacity first (replicas running: "
+                              f"{have})" + (f"; scaled {', '.join(scaled)}" if scaled else ""))
+        st.state = s.evolve(sizes=asked, pending=move)
+        return None
+    if scaled:
+        st.reasons.append(f"capacity: scaled {', '.join(scaled)} replicas")
+    st.state = s.evolve(sizes=asked, pending=None)
+    return shrink
+
+
+def _deploy(st: _Step, names: list[str]) -> None:
+    """Deploy candidates sized for the first share of traffic they get."""
+    sh = st.spec.strategy.shadow
+    share = sh.fraction if sh is not None else st.spec.strategy.steps[0].weight / 100.0
+    sizes = dict(st.state.sizes)
+    for name in names:
+        n = share_size(st.spec, name, share)
+        if n is not None:
+            sizes[name] = n
+        st.actions.append(Action("deploy", version=name, replicas=n))
+    st.state = st.state.evolve(sizes=sizes)
+
+
+def _release_floor(st: _Step, version: str) -> None:
+    """An autoscaling version whose floor the rollout raised goes back to its own config."""
+    if version in st.state.sizes and st.spec.version(version).autoscaling:
+        sizes = {v: n for v, n in st.state.sizes.items() if v != version}
+        st.state = st.state.evolve(sizes=sizes)
+        st.actions.append(Action("scale", version=version))
+        st.reasons.append(f"capacity: {version} autoscales on its own config again")
 
 
 # -- transitions -----------------------------------------------------------------------------
@@ -272,7 +363,7 @@ def _apply_step_table(st: _Step) -> None:
 
 def _rollback(st: _Step, why: str) -> None:
     s = st.state
-    st.go(Phase.ROLLED_BACK, f"rolled back: {why}", paused_from=None)
+    st.go(Phase.ROLLED_BACK, f"rolled back: {why}", paused_from=None, pending=None)
     st.routes({s.stable: 100.0})  # first: one table push, all weight to stable, shadow off
     for c in s.candidates:
         if c.status == "active":
@@ -287,7 +378,7 @@ def _promote(st: _Step, name: str, why: str) -> None:
     old = s.stable
     st.go(Phase.PROMOTED, f"{why}; promoted {name} to stable (was {old})",
           stable=name, previous_stable=old,
-          retire_at=st.now + st.spec.rollback_window_s, paused_from=None)
+          retire_at=st.now + st.spec.rollback_window_s, paused_from=None, pending=None)
     st.set_candidate(name, "promoted", why)
     st.routes({name: 100.0})
     for other in st.state.active():
@@ -359,13 +450,14 @@ def _command(st: _Step, cmd: Command) -> None:
         st.routes({old: 100.0})
         st.set_candidate(promoted, "withdrawn", who)
         st.actions.append(Action("delete", version=promoted))
+        _release_floor(st, old)
     elif cmd.verb == "retry":
         cands = tuple(Candidate(c.name) for c in s.candidates)
         st.go(Phase.DEPLOYING, f"{who}: attempt {s.attempt + 1} with fresh judges and the full "
               "alpha (the false-rollback bound holds per attempt)", candidates=cands, step=-1,
-              step_requests=0, attempt=s.attempt + 1)
-        for c in cands:
-            st.actions.append(Action("deploy", version=c.name))
+              step_requests=0, attempt=s.attempt + 1, pending=None,
+              sizes={v: n for v, n in s.sizes.items() if v == s.stable})
+        _deploy(st, [c.name for c in cands])
 
 
 def _promote_cmd(st: _Step, cmd: Command, who: str) -> None:
@@ -376,9 +468,9 @@ def _promote_cmd(st: _Step, cmd: Command, who: str) -> None:
     last = s.step >= len(st.spec.strategy.steps) - 1
     if cmd.full or (cmd.candidate and len(active) > 1 and last):
         name = cmd.candidate or active[0]
-        _promote(st, name, who)
+        _move(st, {"move": "promote", "to": name, "why": who})
         return
     if st.state.phase == Phase.SHADOW:
-        _enter_step(st, 0, who)
+        _move(st, {"move": "step", "to": 0, "why": who})
     else:
         _advance(st, who)

@@ -107,6 +107,8 @@ class FakeApp:
     config: VersionConfig | RouterConfig
     message: str = ""
     deployed_at: float = 0.0
+    target: int = 1  # replicas asked for (the floor of an autoscaling version)
+    running: int = 0  # replicas running
 
 
 @dataclass
@@ -122,19 +124,35 @@ class FakeServePort:
     store_paths: dict[str, str] = field(default_factory=dict)
     deleted: list[tuple[float, str]] = field(default_factory=list)  # (when, app)
     failing: dict[str, str] = field(default_factory=dict)  # app -> deploy error
+    scaled: list[tuple[float, str, int]] = field(default_factory=list)  # (when, version, size)
     reachable: bool = True
 
     # -- applications ---------------------------------------------------------------------------
 
-    def deploy_version(self, config: VersionConfig) -> None:
+    def deploy_version(self, config: VersionConfig, replicas: int | None = None) -> None:
         name = version_app_name(config.model, config.name)
         if not needs_deploy(self.applications().get(name)):
             return
         if name in self.failing:
             self.apps[name] = FakeApp(DEPLOY_FAILED, config, self.failing[name], self.clock())
             return
+        target = _target(config, replicas)
         status = RUNNING if self.auto_ready else DEPLOYING
-        self.apps[name] = FakeApp(status, config, "", self.clock())
+        self.apps[name] = FakeApp(status, config, "", self.clock(), target,
+                                  target if self.auto_ready else 0)
+        self.scaled.append((self.clock(), config.name, target))
+
+    def scale_version(self, config: VersionConfig, replicas: int | None) -> None:
+        app = self.apps[version_app_name(config.model, config.name)]
+        app.target = _target(config, replicas)
+        if self.auto_ready or app.running > app.target:
+            app.running = app.target  # removing replicas is immediate, adding them is not
+        self.scaled.append((self.clock(), config.name, app.target))
+
+    def set_replicas(self, model: str, version: str, running: int | None = None) -> None:
+        """``running`` replicas of ``version`` are up (default: as many as it asked for)."""
+        app = self.apps[version_app_name(model, version)]
+        app.running = app.target if running is None else running
 
     def deploy_router(self, config: RouterConfig, route_prefix: str = "/",
                       replicas: int | None = None) -> None:
@@ -152,11 +170,12 @@ class FakeServePort:
             self.deleted.append((self.clock(), name))
 
     def applications(self) -> dict[str, AppStatus]:
-        return {n: AppStatus(a.status, a.message) for n, a in self.apps.items()}
+        return {n: AppStatus(a.status, a.message, a.running) for n, a in self.apps.items()}
 
     def set_running(self, model: str, version: str) -> None:
-        """A deploying version app finished starting."""
-        self.apps[version_app_name(model, version)].status = RUNNING
+        """A deploying version app finished starting (with every replica it asked for)."""
+        app = self.apps[version_app_name(model, version)]
+        app.status, app.running = RUNNING, app.target
 
     def fail_deploy(self, model: str, version: str, message: str) -> None:
         """Deploying ``version`` fails with ``message`` (now, if it is deploying)."""
@@ -221,6 +240,17 @@ class FakeServePort:
         old.store.close()
         self.controller(model)
         return self.controllers[model]
+
+
+def _target(config: VersionConfig, replicas: int | None) -> int:
+    if replicas is not None:
+        return replicas
+    fixed = config.replicas
+    if fixed is not None:
+        return fixed
+    auto = config.autoscaling_config or {}
+    low = auto.get("initial_replicas", auto.get("min_replicas", 1))
+    return int(low) if isinstance(low, int) else 1
 
 
 class LocalControllerHandle:

@@ -9,6 +9,9 @@ Guarantees every implementation keeps (the contract tests check both):
 
 * ``deploy_version`` returns without waiting for the app to run; deploying an app that is
   running or on its way does nothing (``needs_deploy`` says when it deploys).
+* ``scale_version`` sizes a deployed version (its replica count, or the floor of an
+  autoscaling one) without restarting its running replicas; ``applications`` reports how many
+  replicas of each app's ingress run.
 * ``delete_app`` of an app that is not there does nothing.
 * ``push_table`` reaches every router replica of the model; a replica keeps the table with the
   larger epoch, and the call returns the epoch each replica now has.
@@ -35,10 +38,12 @@ DELETING = "DELETING"
 
 class AppStatus(NamedTuple):
     """A Serve application's status name (``RUNNING``, ``DEPLOYING``, ``DEPLOY_FAILED``,
-    ``DELETING``, ...) and Serve's message about it."""
+    ``DELETING``, ...), Serve's message about it, and how many replicas of its ingress
+    deployment are running (-1 when not known)."""
 
     status: str
     message: str = ""
+    replicas: int = -1
 
 
 def needs_deploy(app: AppStatus | None) -> bool:
@@ -76,8 +81,13 @@ class ControllerHandle(Protocol):
 class ServePort(Protocol):
     """What the control plane asks of Ray Serve."""
 
-    def deploy_version(self, config: VersionConfig) -> None:
-        """Deploy one model version as its own application (no route prefix)."""
+    def deploy_version(self, config: VersionConfig, replicas: int | None = None) -> None:
+        """Deploy one model version as its own application, sized ``replicas`` (None: as its
+        config says; ``VersionSpec.serve_options``)."""
+        ...
+
+    def scale_version(self, config: VersionConfig, replicas: int | None) -> None:
+        """Resize a deployed version in place (None: back to its config's size)."""
         ...
 
     def deploy_router(self, config: RouterConfig, route_prefix: str) -> None:

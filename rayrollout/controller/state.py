@@ -41,6 +41,12 @@ class RolloutState:
     paused_from: Phase | None = None
     attempt: int = 1
     seq: int = 0  # number of decisions taken
+    # Replicas asked of versions the rollout sized (``scale`` actions); a version not here runs
+    # at the size its spec gives it.
+    sizes: dict[str, int] = field(default_factory=dict)
+    # A move that passed and waits for the replicas it needs, or None:
+    # {"move": "step" | "promote", "to": step index or candidate, "why": its reason}.
+    pending: dict[str, Any] | None = None
 
     def active(self) -> list[str]:
         return [c.name for c in self.candidates if c.status == "active"]
@@ -57,6 +63,8 @@ class RolloutState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RolloutState:
         d = dict(d)
+        d.setdefault("sizes", {})
+        d.setdefault("pending", None)
         d["phase"] = Phase(d["phase"])
         d["paused_from"] = Phase(d["paused_from"]) if d.get("paused_from") else None
         d["candidates"] = tuple(Candidate(**c) for c in d["candidates"])
@@ -85,6 +93,7 @@ class Observation:
     ready: frozenset[str] = frozenset()  # version apps that are deployed and serving
     failed_deploys: dict[str, str] = field(default_factory=dict)
     command: Command | None = None
+    capacity: dict[str, int] = field(default_factory=dict)  # running replicas per version
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +104,7 @@ class Observation:
             "ready": sorted(self.ready),
             "failed_deploys": dict(self.failed_deploys),
             "command": asdict(self.command) if self.command else None,
+            "capacity": dict(self.capacity),
         }
 
     @classmethod
@@ -107,15 +117,20 @@ class Observation:
             ready=frozenset(d["ready"]),
             failed_deploys=dict(d.get("failed_deploys", {})),
             command=Command(**d["command"]) if d.get("command") else None,
+            capacity=dict(d.get("capacity", {})),
         )
 
 
 @dataclass(frozen=True)
 class Action:
-    """Something the shell must do. ``kind``: deploy, delete, routes, notify."""
+    """Something the shell must do. ``kind``: deploy, delete, routes, notify, scale.
+
+    ``replicas`` sizes a ``deploy`` or ``scale`` of ``version`` (a fixed count, or the floor of
+    an autoscaling version); None: the size its spec gives it."""
 
     kind: str
     version: str | None = None
+    replicas: int | None = None
     epoch: int | None = None
     weights: dict[str, float] | None = None
     shadow: str | None = None

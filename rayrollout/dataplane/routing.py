@@ -56,6 +56,9 @@ class RoutingTable:
     flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # A version that requests other versions failed are retried on, once (None: no retry).
     fallback: str | None = None
+    # Per version that answers in its own HTTP: how its prediction is read from its answers
+    # (``rayrollout.dataplane.passthrough.Extractor``'s spec).
+    predictions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Derived, for O(log n) draws.
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _cum: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -80,6 +83,8 @@ class RoutingTable:
         object.__setattr__(
             self, "flags", MappingProxyType({k: dict(v) for k, v in self.flags.items()})
         )
+        object.__setattr__(self, "predictions",
+                           MappingProxyType({k: dict(v) for k, v in self.predictions.items()}))
         names = tuple(k for k, w in norm.items() if w > 0)
         cum, acc = [], 0.0
         for k in names:
@@ -114,6 +119,8 @@ class RoutingTable:
             "shadow_rtol": self.shadow_rtol,
             "flags": {k: dict(v) for k, v in self.flags.items()},
             "fallback": self.fallback,
+            **({"predictions": {k: dict(v) for k, v in self.predictions.items()}}
+               if self.predictions else {}),
         }
 
     @classmethod

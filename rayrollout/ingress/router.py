@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
+import math
 import os
 import random
 import time
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from rayrollout._compat import ASYNC_TIMEOUT, cancelling
 from rayrollout._version import __version__
 from rayrollout.dataplane import protocol
 from rayrollout.dataplane.aggregates import Recorder
@@ -40,6 +43,13 @@ from rayrollout.dataplane.feedback import (
     new_request_id,
     parse_feedback,
 )
+from rayrollout.dataplane.passthrough import (
+    Answer,
+    Extractor,
+    Forward,
+    answer_headers,
+    forward_headers,
+)
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.errors import (
     NotFound,
@@ -50,7 +60,7 @@ from rayrollout.errors import (
 from rayrollout.ingress.admin import AdminAPI
 from rayrollout.ingress.auth import Scope
 from rayrollout.ingress.http import JsonApp, error_id, error_response, json_response, read_body
-from rayrollout.ingress.inference import call_version, sticky_key, summary
+from rayrollout.ingress.inference import call_version, forward_version, sticky_key, summary
 from rayrollout.ingress.openapi import admin_openapi, inference_openapi
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
@@ -64,6 +74,9 @@ SIGNATURE_TIMEOUT_S = 30.0
 _NOT_COUNTED = (LabelResult.UNKNOWN, LabelResult.REFUSED, LabelResult.LATE,
                 LabelResult.AMBIGUOUS)
 READY_PROBE_TIMEOUT_S = 5.0
+# A readiness probe's wait ran out, or the version said it is not ready.
+NOT_READY: tuple[type[Exception], ...] = (*ASYNC_TIMEOUT, RolloutError)
+PASS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 ADOPT_TIMEOUT_S = 30.0
 
 
@@ -81,6 +94,7 @@ class Router:
         self.recorder = Recorder(self.replica, self.cfg.event_buffer)
         self._rng = random.Random(self.cfg.seed)
         self.feedback = FeedbackJoin(self.cfg.feedback_window)
+        self._extractors: dict[tuple[str, str], Extractor] = {}
         self.shadow = ShadowMirror(self.versions, self.recorder, self.cfg.request_timeout_s)
         make_exporter = platform.exporter
         self._exporter = (make_exporter(self.model, self.recorder, lambda: self.table)
@@ -98,6 +112,8 @@ class Router:
 
     def routes(self) -> list[BaseRoute]:
         """Every route of the ingress; ``Allow`` on a 405 comes from these declarations."""
+        if self.cfg.interface == "http":
+            return self._passthrough_routes()
         get, post = ["GET"], ["POST"]
         return [  # inference first: routes are matched in this order
             Route("/v2/models/{model}/infer", self._infer_v2, methods=post),
@@ -117,6 +133,20 @@ class Router:
             Route("/rollout/openapi.json", self._admin_openapi, methods=get),
             Route("/rollout", self.admin.page, methods=get),
             Mount("/rollout", app=self.admin.http),
+        ]
+
+    def _passthrough_routes(self) -> list[BaseRoute]:
+        """A model whose versions speak their own HTTP: rayrollout keeps its health, labels,
+        models list and admin routes; every other request is passed through."""
+        get = ["GET"]
+        return [
+            Route("/v1/models/{model}/feedback", self._feedback, methods=["POST"]),
+            Route("/v2/health/live", self._live, methods=get),
+            Route("/v1/models", self._list_models, methods=get),
+            Route("/rollout/openapi.json", self._admin_openapi, methods=get),
+            Route("/rollout", self.admin.page, methods=get),
+            Mount("/rollout", app=self.admin.http),
+            Route("/{path:path}", self._pass, methods=list(PASS_METHODS)),
         ]
 
     # -- control plane ------------------------------------------------------------------------
@@ -147,7 +177,9 @@ class Router:
         assert self.cfg.rollout is not None and self.platform.port is not None
         spec = RolloutSpec.model_validate(self.cfg.rollout)
         h = self.platform.port.controller(spec.model, spec.store_path)
-        return h.call("start", spec.model_dump(mode="json"), "serve-run")
+        # declarative: a config re-deployed (or another router replica) never restarts a
+        # rollout this model already ran, however it ended
+        return h.call("start", spec.model_dump(mode="json"), "serve-run", True)
 
     def _adopt_controller_table(self) -> None:
         """If a controller runs this model's rollouts, take its current table (newer epoch)."""
@@ -179,16 +211,15 @@ class Router:
             return sig
         task = self._sig_tasks.get(version)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = asyncio.get_running_loop().create_task(
-                self._fetch_signature(version), context=contextvars.Context())
+            task = contextvars.Context().run(asyncio.get_running_loop().create_task,
+                                             self._fetch_signature(version))
             self._sig_tasks[version] = task
         try:
             return await asyncio.wait_for(asyncio.shield(task), SIGNATURE_TIMEOUT_S)
-        except TimeoutError:
+        except ASYNC_TIMEOUT:
             raise UnavailableError(f"version {version!r} is not ready") from None
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            if not task.cancelled() or cancelling(asyncio.current_task()):
                 raise  # this request itself is being cancelled
             raise UnavailableError(f"version {version!r} is not ready (its description was "
                                    "cancelled; retry)") from None
@@ -282,7 +313,7 @@ class Router:
                 asyncio.gather(*(self._signature(v) for v in wanted)), READY_PROBE_TIMEOUT_S
             )
             ready = True
-        except (TimeoutError, RolloutError):
+        except NOT_READY:
             ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
@@ -385,6 +416,83 @@ class Router:
         protocol.check_transport_size(arrays, self._transport_limit)
         return arrays, req_doc
 
+    # -- pass-through ---------------------------------------------------------------------------
+
+    async def _pass(self, request: Request) -> Response:
+        arrived = time.time()
+        self.recorder.arrive(arrived)
+        try:
+            return await self._pass_serve(request, arrived)
+        finally:
+            self.recorder.leave(arrived)
+
+    async def _pass_serve(self, request: Request, arrived: float) -> Response:
+        """Route the request, pass it through to the version unchanged and its answer back.
+        A 4xx of the app is its answer to bad input (rejected, not judged); a 5xx, a failure
+        to answer or a timeout is an error of the version; the prediction of a 2xx answer is
+        read for the judges by the version's extractor."""
+        self._start_exporter()
+        table = self.table  # read once: this request lives under this table
+        cfg, headers = self.cfg, request.headers
+        body = await read_body(request, cfg.max_body_bytes)
+        choice = table.choose(self._rng.random(), key=sticky_key(headers, cfg.sticky_header),
+                              pin=headers.get(cfg.pin_header))
+        version = choice.version
+        try:
+            rid = client_request_id(headers.get("x-request-id")) or new_request_id()
+        except RequestError as e:
+            self.recorder.reject(version)
+            return self._error(e, version, table.epoch)
+        fwd = Forward(request.method, route_path(request.scope),
+                      request.scope.get("query_string", b"").decode("latin-1"),
+                      forward_headers(headers.items(), (cfg.pin_header,)), body)
+        via = request.scope.get("server")
+        answer, outcome, err, latency_ms = await forward_version(
+            self.versions, version, fwd, via, cfg.request_timeout_s)
+        if answer is not None and 400 <= answer.status < 500:
+            self.recorder.reject(version)  # the app's answer to bad input
+            return self._passed(answer, table, version, rid)
+        pred = math.nan
+        if answer is not None and answer.status < 400:
+            pred = self._extract(table, version, answer.body)
+        self.recorder.record(RequestEvent(arrived, version, choice.weight, latency_ms, outcome,
+                                          pred, choice.unit, choice.randomised, table.epoch))
+        if answer is None or outcome is not Outcome.OK:
+            if answer is not None:  # the app's own 5xx, passed back as it is
+                return self._passed(answer, table, version, rid)
+            assert err is not None
+            return self._error(err, version, table.epoch)
+        self.feedback.served(rid, arrived, version, choice.weight, pred, math.nan, table.epoch,
+                             choice.randomised)
+        if table.shadow and version != table.shadow and table.wants_shadow(self._rng.random()):
+            self.shadow.mirror_http(table, fwd, via, pred, version, self._extract)
+        return self._passed(answer, table, version, rid)
+
+    def _extract(self, table: RoutingTable, version: str, body: bytes) -> float:
+        spec = table.predictions.get(version)
+        if spec is None:
+            return math.nan
+        key = (version, json.dumps(dict(spec), sort_keys=True))
+        ex = self._extractors.get(key)
+        if ex is None:
+            try:
+                ex = Extractor(spec)
+            except Exception as e:  # the user's function cannot be imported here
+                log.warning("version %r: prediction extractor unusable: %s", version, e)
+                return math.nan
+            self._extractors[key] = ex
+        return ex(body)
+
+    def _passed(self, answer: Answer, table: RoutingTable, version: str, rid: str) -> Response:
+        hdrs = [(k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in answer_headers(answer.headers)]
+        resp = Response(answer.body, status_code=answer.status)
+        resp.raw_headers = [h for h in resp.raw_headers if h[0] == b"content-length"] + hdrs
+        resp.headers["x-model-version"] = version
+        resp.headers["x-routing-epoch"] = str(table.epoch)
+        resp.headers["x-rollout-request-id"] = rid
+        return resp
+
     def _answer(self, table: RoutingTable, version: str, rid: str,
                 outputs: dict[str, np.ndarray], req_doc: dict[str, Any], v2: bool) -> Response:
         flags = table.flags.get(version, {})
@@ -429,3 +537,11 @@ class Router:
     def _error(self, e: RolloutError, version: str, epoch: int) -> Response:
         return error_response(e, {"x-model-version": version, "x-routing-epoch": str(epoch)})
 
+
+def route_path(scope: Any) -> str:
+    """The request's path under the router's route prefix (Serve's ``root_path``)."""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path if path.startswith("/") else "/" + path

@@ -1,6 +1,6 @@
 """How the router calls a model version: the ``VersionClient`` interface, and ``LocalVersions``,
-which runs ``ModelRuntime`` objects in this process (for tests and for trying the router
-without a cluster).
+which runs ``ModelRuntime`` objects (and, for pass-through versions, ASGI apps) in this process
+(for tests and for trying the router without a cluster).
 
 On a cluster ``rayrollout.serving.handles.ServeVersions`` implements it with one Serve
 ``DeploymentHandle`` per version application.
@@ -14,8 +14,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rayrollout.dataplane.passthrough import Answer, Forward
 from rayrollout.errors import UnavailableError
 from rayrollout.runtime import ModelRuntime
+
+# An ASGI application (a pass-through version in this process).
+ASGIApp = Any
 
 
 class VersionClient(Protocol):
@@ -30,6 +34,12 @@ class VersionClient(Protocol):
         """The version's ``ModelSignature.to_dict()`` plus its ``task``."""
         ...
 
+    async def forward(self, version: str, request: Forward, via: tuple[str, int] | None
+                      ) -> Answer:
+        """Pass one HTTP request through to a version that speaks its own HTTP and return its
+        answer as it is (any status). ``via`` is the Serve proxy the request came in by."""
+        ...
+
 
 class LocalVersions:
     """``VersionClient`` over runtimes in this process: ``{version: runtime}``, each with its
@@ -41,8 +51,10 @@ class LocalVersions:
         runtimes: Mapping[str, ModelRuntime],
         tasks: Mapping[str, str] | None = None,
         delay_s: Mapping[str, float] | None = None,
+        apps: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.runtimes = dict(runtimes)
+        self.apps = dict(apps or {})
         self.tasks = dict(tasks or {})
         self.delay_s = dict(delay_s or {})
         self.calls: dict[str, int] = {}
@@ -63,3 +75,20 @@ class LocalVersions:
     async def signature(self, version: str) -> dict[str, Any]:
         rt = self._runtime(version)
         return {**rt.signature.to_dict(), "task": self.tasks.get(version, "classification")}
+
+    async def forward(self, version: str, request: Forward, via: tuple[str, int] | None
+                      ) -> Answer:
+        import httpx
+
+        app = self.apps.get(version)
+        if app is None:
+            raise UnavailableError(f"version {version!r} is not deployed")
+        self.calls[version] = self.calls.get(version, 0) + 1
+        if self.delay_s.get(version):
+            await asyncio.sleep(self.delay_s[version])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://version") as client:
+            url = request.path + (f"?{request.query}" if request.query else "")
+            r = await client.request(request.method, url, headers=list(request.headers),
+                                     content=request.body)
+        return Answer(r.status_code, tuple(r.headers.multi_items()), r.content)

@@ -30,8 +30,9 @@ class ControllerActor:
         )
         self._thread.start()
 
-    def start(self, spec: dict[str, Any], actor: str = "api") -> dict[str, Any]:
-        return self.controller.start(spec, actor)
+    def start(self, spec: dict[str, Any], actor: str = "api",
+              declarative: bool = False) -> dict[str, Any]:
+        return self.controller.start(spec, actor, declarative)
 
     def command(self, verb: str, actor: str = "api", full: bool = False,
                 candidate: str | None = None, reason: str = "") -> dict[str, Any]:

@@ -10,6 +10,7 @@ an actor that died as ``UnavailableError``, a missing actor as ``NotFound``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,18 +18,19 @@ import ray
 from ray import serve
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rayrollout.controller.port import AppStatus, as_caller_error, needs_deploy
+from rayrollout.controller.port import DEPLOY_FAILED, AppStatus, as_caller_error, needs_deploy
 from rayrollout.errors import NotFound, UnavailableError
 from rayrollout.names import (
     NAMESPACE,
     ROUTER_DEPLOYMENT,
+    VERSION_DEPLOYMENT,
     controller_name,
     default_store_path,
     router_app_name,
 )
 from rayrollout.serving.actor import ControllerActor
 from rayrollout.serving.ingress import router_app
-from rayrollout.serving.version import version_app
+from rayrollout.serving.version import route_prefix, version_app
 from rayrollout.spec import RouterConfig, VersionConfig
 
 BROADCAST_TIMEOUT_S = 10.0
@@ -40,19 +42,44 @@ def _status_name(app: Any) -> str:
     return str(getattr(app.status, "value", app.status))
 
 
+def _message(app: Any) -> str:
+    """Serve's message about an app; for a failed one, with the error of each failed
+    deployment (a replica's constructor raising: an artifact that cannot be fetched, a
+    digest that does not match), as its last ``Type: message`` line."""
+    msg = str(app.message or "")
+    if _status_name(app) != DEPLOY_FAILED:
+        return msg
+    for name, dep in (getattr(app, "deployments", None) or {}).items():
+        text = str(getattr(dep, "message", "") or "")
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        telling = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b.*: ", ln)]
+        if telling or lines:
+            msg += f" {name}: {(telling or lines)[-1]}"
+    return msg
+
+
 class RayServePort:
     """The ``ServePort`` of a Ray cluster (the driver, a router replica or the controller)."""
 
     def __init__(self, broadcast_timeout_s: float = BROADCAST_TIMEOUT_S) -> None:
         self.timeout_s = broadcast_timeout_s
         self._routers: dict[str, Any] = {}
+        self._ingress: dict[str, str] = {}  # app -> its ingress deployment
 
     # -- applications ---------------------------------------------------------------------------
 
-    def deploy_version(self, config: VersionConfig) -> None:
+    def deploy_version(self, config: VersionConfig, replicas: int | None = None) -> None:
         if not needs_deploy(self.applications().get(config.app_name)):
             return
-        target = serve.RunTarget(version_app(config), name=config.app_name, route_prefix=None)
+        self._run_version(config, replicas)
+
+    def scale_version(self, config: VersionConfig, replicas: int | None) -> None:
+        # The same deployment version with another size: Serve adds or removes replicas.
+        self._run_version(config, replicas)
+
+    def _run_version(self, config: VersionConfig, replicas: int | None) -> None:
+        target = serve.RunTarget(version_app(config, replicas), name=config.app_name,
+                                 route_prefix=route_prefix(config))
         serve.run_many([target], wait_for_ingress_deployment_creation=False,
                        wait_for_applications_running=False)
 
@@ -66,8 +93,29 @@ class RayServePort:
         serve.delete(name, _blocking=False)
 
     def applications(self) -> Mapping[str, AppStatus]:
-        return {name: AppStatus(_status_name(st), st.message or "")
+        return {name: AppStatus(_status_name(st), _message(st), self._running(name, st))
                 for name, st in serve.status().applications.items()}
+
+    def _running(self, app: str, st: Any) -> int:
+        """Running replicas of the app's ingress deployment (-1 when not known)."""
+        deployments = getattr(st, "deployments", None) or {}
+        name = self._ingress.get(app)
+        if name is None:
+            if VERSION_DEPLOYMENT in deployments:
+                name = VERSION_DEPLOYMENT
+            elif len(deployments) == 1:
+                name = next(iter(deployments))
+            else:  # the user's composed app: ask Serve which deployment is its ingress
+                try:
+                    name = serve.get_app_handle(app).deployment_name
+                except Exception:
+                    return -1
+            self._ingress[app] = name
+        dep = deployments.get(name)
+        if dep is None:
+            return -1
+        states = getattr(dep, "replica_states", None) or {}
+        return int(sum(n for s, n in states.items() if str(getattr(s, "value", s)) == "RUNNING"))
 
     # -- router replicas ------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from rayrollout.spec.rollout import (
     load_spec,
 )
 from rayrollout.spec.serving import (
-    ActorOptions,
+    AppSpec,
     BatchingConfig,
+    PredictionSpec,
     RouterConfig,
     RouterDeployment,
     ShadowConfig,
@@ -37,12 +38,13 @@ from rayrollout.spec.serving import (
 
 __all__ = [
     "NAME_PATTERN",
-    "ActorOptions",
     "AnalysisSpec",
+    "AppSpec",
     "BatchingConfig",
     "CheckSpec",
     "FaultSpec",
     "NotifierSpec",
+    "PredictionSpec",
     "RolloutSpec",
     "RouterConfig",
     "RouterDeployment",

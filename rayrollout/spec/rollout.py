@@ -45,9 +45,27 @@ class ShadowPhaseSpec(Strict):
     rtol: float = Field(0.05, ge=0)  # regressors: relative difference counted as disagreement
 
 
+class CapacitySpec(Strict):
+    """How many replicas a candidate runs while it takes a share of the traffic.
+
+    For fixed-size versions, ``candidate: traffic`` sizes the candidate with its share:
+    ``max(min_replicas, ceil(share x full size))``, where the full size is the larger of the
+    stable's and the candidate's replica counts (as Argo Rollouts' ``setCanaryScale`` with
+    ``matchTrafficWeight``); ``full`` runs it at full size from the start. Autoscaling versions
+    size themselves on their own load. Either way the stable keeps its full capacity for the
+    whole rollout, and before promotion the candidate is brought to the stable's capacity.
+    With ``wait`` (the default), traffic moves up only once the replicas it needs are running.
+    """
+
+    candidate: Literal["traffic", "full"] = "traffic"
+    min_replicas: int = Field(1, ge=1, le=1024)
+    wait: bool = True
+
+
 class StrategySpec(Strict):
     shadow: ShadowPhaseSpec | None = None
     steps: list[StepSpec] = Field(min_length=1)
+    capacity: CapacitySpec = CapacitySpec()
 
     @field_validator("steps")
     @classmethod
@@ -284,7 +302,8 @@ class RolloutSpec(Strict):
     @classmethod
     def _router_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
         """Extra ``RouterConfig`` fields, checked here so an error names ``router.<key>``."""
-        bad = set(v) & {"model", "weights", "shadow", "flags", "rollout", "fallback"}
+        bad = set(v) & {"model", "weights", "shadow", "flags", "rollout", "fallback",
+                        "interface", "predictions"}
         if bad:
             key = sorted(bad)[0]
             raise field_error((key,), f"router.{key} is set by the rollout, not by hand", None)
@@ -309,6 +328,7 @@ class RolloutSpec(Strict):
                 f"{len(self.candidates)} candidates = {top:g}% > 100%",
                 self.strategy.steps[-1].weight)
         self._shadow_for_disagreement()
+        self._one_interface()
         if self.strategy.shadow and len(self.candidates) > 1:
             raise field_error(("strategy", "shadow"), "strategy.shadow supports one candidate; "
                               f"got {len(self.candidates)}", None)
@@ -317,6 +337,26 @@ class RolloutSpec(Strict):
         except ValueError as e:
             raise field_error(("analysis", "detect"), f"analysis.detect: {e}", None) from None
         return self
+
+    def _one_interface(self) -> None:
+        """Every version of a model speaks the same way to its router; a pass-through model's
+        prediction-based checks need every version to say how its prediction is read."""
+        kind = self.stable.interface
+        for i, c in enumerate(self.candidates):
+            if c.interface != kind:
+                raise field_error(("candidates", i, "app"), f"candidates[{i}] is a {c.interface} "
+                                  f"version but the stable is {kind}: a model's versions share "
+                                  "one interface", None)
+        needs = [c.check_name for c in self.analysis.checks
+                 if c.kind in ("drift", "disagreement", "accuracy")]
+        if kind != "http" or not needs:
+            return
+        for where, v in [("stable", self.stable), *((f"candidates.{i}", c)
+                                                     for i, c in enumerate(self.candidates))]:
+            if v.app is None or v.app.prediction is None:
+                loc: tuple[str | int, ...] = (*where.split("."), "app", "prediction")
+                raise field_error(loc, f"checks {needs} judge predictions: {where}.app.prediction "
+                                  "must say how to read them from its answers", None)
 
     def _shadow_for_disagreement(self) -> None:
         """A disagreement check compares shadow answers: without a shadow phase of at least its
@@ -380,13 +420,21 @@ class RolloutSpec(Strict):
     def router_config(
         self, weights: dict[str, float], shadow: str | None, fraction: float
     ) -> dict[str, Any]:
+        versions = [self.stable, *self.candidates]
         doc: dict[str, Any] = {
             "model": self.model,
             "weights": weights,
-            "flags": {v.name: dict(v.flags) for v in [self.stable, *self.candidates]
+            "flags": {v.name: dict(v.flags) for v in versions
                       if v.flags and v.name in weights},
             **self.router,
         }
+        if self.stable.interface == "http":
+            doc["interface"] = "http"
+            doc["predictions"] = {
+                v.name: {**v.app.prediction.model_dump(mode="json", exclude_none=True),
+                         "task": v.task}
+                for v in versions if v.app is not None and v.app.prediction is not None
+                and (v.name in weights or v.name == shadow)}
         if self.retry_on_stable and self.stable.name in weights:
             doc["fallback"] = self.stable.name
         sh = self.strategy.shadow

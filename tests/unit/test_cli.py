@@ -150,7 +150,8 @@ def test_validate_still_checks_router_configs(capsys: pytest.CaptureFixture) -> 
         (spec_doc(strategy={"steps": [{"weight": 50}, {"weight": 20}]}),
          "steps[1].weight=20 <= steps[0].weight=50"),
         (spec_doc(candidates=[{"name": "v2", "runtime": "tensorflow", "artifact": "a"}]),
-         "candidates.0.runtime: Input should be 'onnx' or 'torchscript' (got 'tensorflow')"),
+         "candidates.0.runtime: Input should be 'onnx', 'torchscript' or 'python' (got "
+         "'tensorflow')"),
         (spec_doc(analysis={"checks": [{"kind": "nope"}]}), "analysis.checks.0.kind"),
         (spec_doc(colour="blue"), "colour: Extra inputs are not permitted (got 'blue')"),
     ],

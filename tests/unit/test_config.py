@@ -11,10 +11,12 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
+from rayrollout.imports import import_object
 from rayrollout.serving import app as builders
 from rayrollout.spec import RolloutSpec, RouterConfig, VersionConfig, format_validation_error
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def builder_model(import_path: str) -> Any:
@@ -41,7 +43,14 @@ def test_every_config_validates(path: Path) -> None:
         elif isinstance(cfg, RolloutSpec):  # one app: the controller deploys the versions
             assert app["name"] == f"rayrollout-{cfg.model}"
             for v in [cfg.stable, *cfg.candidates]:
-                assert v.for_model(cfg.model).artifact_path().exists(), v.artifact
+                vc = v.for_model(cfg.model)
+                if vc.artifact is not None and not vc.artifact_uri:
+                    assert vc.artifact_path().exists(), v.artifact
+                if v.app is not None:  # the user's application: its builder's artifact
+                    art = v.app.args.get("artifact")
+                    assert isinstance(art, str) and (ROOT / art).exists(), v.app.args
+                if v.runtime_class is not None:
+                    assert import_object(v.runtime_class) is not None
             return
         else:
             routers.append(cfg)

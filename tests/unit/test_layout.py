@@ -15,6 +15,8 @@ PUBLIC = {
     # the spec and how to load it
     "RolloutSpec", "VersionSpec", "VersionConfig", "RouterConfig", "StepSpec", "AnalysisSpec",
     "CheckSpec", "load_spec",
+    # bringing your own model: a runtime class, or a Serve deployment called with tensors
+    "ModelRuntime", "ModelSignature", "TensorSpec", "TensorModel",
     # the Python API and the admin API client
     "start", "connect", "Rollout", "AdminClient",
     # outcomes and phases

@@ -247,9 +247,9 @@ def test_torchscript_cuda_runs_on_the_gpu() -> None:
 
 
 def test_unknown_kind_names_the_kind_and_the_known_kinds() -> None:
-    with pytest.raises(ValueError, match=r"'tensorflow'.*\['onnx', 'torchscript'\]"):
+    with pytest.raises(ValueError, match=r"'tensorflow'.*\['onnx', 'python', 'torchscript'\]"):
         load_runtime("tensorflow", str(V1))
-    assert known_kinds() == ["onnx", "torchscript"]
+    assert known_kinds() == ["onnx", "python", "torchscript"]
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])  # fails before importing torch

@@ -92,6 +92,25 @@ FREE: dict[str, str] = {
     "router.rollout.k": "the router's own start-up rollout (validated when the router starts)",
     "stable.flags.color": "a feature flag's value is the user's JSON, served as given",
     "candidates.0.flags.color": "a feature flag's value is the user's JSON, served as given",
+    **{f"{v}.{f}": why for v in ("stable", "candidates.0") for f, why in {
+        "runtime_args.k": "a custom runtime's own arguments (its constructor checks them)",
+        "app.args.k": "a Serve application builder's arguments (the builder checks them)",
+        "app.prediction.labels.0": "a label is whatever text the app answers with",
+        "user_config.k": "the user's config for their deployment's reconfigure (Serve passes it)",
+        "ray_actor_options.num_cpus": "checked by Serve's schema: see EXTRA_WRONG",
+        "autoscaling_config.k": "checked by Serve's schema: see EXTRA_WRONG",
+    }.items()},
+}
+
+# Serve's deployment options: their values are checked by Serve's own schema.
+SERVE_WRONG: dict[str, list[Any]] = {
+    "ray_actor_options.num_cpus": [-1, "many"],
+    "autoscaling_config.k": [1],  # no such option of Serve's
+    "num_replicas": [0, -1, "all"],
+    "max_queued_requests": [0, "x"],
+    "health_check_period_s": [0, -1.0],
+    "graceful_shutdown_timeout_s": [-1.0],
+    "max_replicas_per_node": [0],
 }
 
 # Fields whose wrong values their annotation does not show: (path, wrong values).
@@ -109,6 +128,7 @@ EXTRA_WRONG: dict[str, list[Any]] = {
     "router.admin_tokens_env": [HUGE],
     "router.tokens_file": [HUGE],
     "router.store_path": [HUGE],
+    **{f"{v}.{f}": bad for v in ("stable", "candidates.0") for f, bad in SERVE_WRONG.items()},
 }
 
 class CannotDerive(TypeError):
@@ -224,6 +244,10 @@ def wrong_values(path: str, ann: Any, meta: list[Any], current: Any
                 raise CannotDerive(f"{path}.{key}: free-form JSON; list it in FREE")
         else:
             yield from wrong_values(f"{path}.{key}", val_t, [], cur.get(key))
+    elif origin in (typing.Union, types.UnionType) and not _is_json(ann):
+        # several types (``int | Literal["auto"]``): what none of them takes; the rest of its
+        # wrong values are in EXTRA_WRONG
+        yield from ((path, v) for v in ({"a": 1}, [1], HUGE, 7.5))
     elif _is_json(ann):
         yield path, {1, 2}
         yield path, math.nan
@@ -254,18 +278,22 @@ def walk(model: type[BaseModel], prefix: str, doc: dict[str, Any]
 
 
 def with_value(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """``doc`` with ``value`` at ``path``; an unset (None) model on the way becomes ``{}``."""
+    """``doc`` with ``value`` at ``path``; an unset (None) model on the way becomes ``{}``,
+    an unset list ``[]`` (when the next step is an index)."""
     out = copy.deepcopy(doc)
     *head, last = path.split(".")
     node: Any = out
-    for p in head:
+    for i, p in enumerate(head):
         if isinstance(node, list):
             node = node[int(p)]
             continue
         if node.get(p) is None:
-            node[p] = {}
+            nxt = [*head, last][i + 1]
+            node[p] = [{}] if nxt.isdigit() else {}
         node = node[p]
     if isinstance(node, list):
+        while len(node) <= int(last):
+            node.append(None)
         node[int(last)] = value
     else:
         node[last] = value
@@ -300,7 +328,7 @@ def test_the_base_spec_is_valid_and_reaches_every_model() -> None:
     assert spec.strategy.shadow is not None and spec.analysis.detect is not None
     swept = {p for p, _ in SPEC_CASES}
     for path in ("strategy.steps.0.weight", "candidates.0.batching.max_batch_size",
-                 "stable.ray_actor_options.memory", "analysis.detect.latency_sigma",
+                 "stable.ray_actor_options.num_cpus", "analysis.detect.latency_sigma",
                  "notifiers.0.timeout_s", "strategy.shadow.rtol", "analysis.guards.0.weight"):
         assert path in swept, path
     assert len(SPEC_CASES) > 300
@@ -395,7 +423,8 @@ def test_params_that_only_fail_together_still_name_the_check() -> None:
 
 # -- router: keys -----------------------------------------------------------------------------
 
-SET_BY_ROLLOUT = {"model", "weights", "shadow", "flags", "rollout", "fallback"}
+SET_BY_ROLLOUT = {"model", "weights", "shadow", "flags", "rollout", "fallback", "interface",
+                  "predictions"}
 ROUTER_BASE: dict[str, Any] = {"sticky_header": "x-rollout-key", "deployment": {}}
 ROUTER_CASES = [
     case

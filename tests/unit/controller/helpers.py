@@ -83,6 +83,13 @@ class Sim:
         self.actions: list[Action] = []
         self.transitions: set[tuple[Phase, Phase]] = set()
         self.inputs: list[tuple[RolloutState, Observation]] = []  # what decide was given
+        # Running replicas per version; None: every version has all it asks for.
+        self.capacity: dict[str, int] | None = None
+
+    def _capacity(self) -> dict[str, int]:
+        if self.capacity is not None:
+            return dict(self.capacity)
+        return {v.name: 10**6 for v in [self.spec.stable, *self.spec.candidates]}
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -109,12 +116,14 @@ class Sim:
             shadow_compared=shadow_compared,
             ready=frozenset(ready or ()),
             failed_deploys=failed or {},
+            capacity=self._capacity(),
         )
         return self.observe(obs)
 
     def command(self, verb: str, dt: float = 0.0, **kw: Any) -> list[Action]:
         self.now += dt
-        return self.observe(Observation(now=self.now, command=Command(verb, **kw)))
+        return self.observe(Observation(now=self.now, command=Command(verb, **kw),
+                                        capacity=self._capacity()))
 
     def observe(self, obs: Observation) -> list[Action]:
         before = self.state
@@ -180,6 +189,11 @@ def check_step(
             assert a.version != new.stable, "deleted the stable"
             if before.phase in ACTIVE:
                 assert a.version != before.stable, "deleted the stable during a rollout"
+        elif a.kind == "scale":
+            assert a.version is not None
+            if before.phase in ACTIVE and a.version == before.stable:
+                # the stable is only ever held where it is during a rollout, never released
+                assert a.replicas is not None, "released the stable's floor mid-rollout"
         else:
             assert a.kind in ("deploy", "notify"), a.kind
     assert epoch == new.epoch and weights == new.weights and shadow == new.shadow
@@ -240,11 +254,13 @@ def drive(
     ``err`` maps an attempt to its error rates (default: every version 0.5%); readiness is
     reported for every active candidate while deploying, as a healthy cluster would.
     """
+    capacity = {v.name: 100 for v in [core.spec.stable, *core.spec.candidates]}  # ample
     for t in ticks:
         cmd = (commands or {}).get(t)
         if cmd is not None:
-            core.tick(t + 0.5, command=cmd)
+            core.tick(t + 0.5, command=cmd, capacity=capacity)
         rates = (err or {}).get(core.state.attempt, {})
         events, requests = traffic(core.state, t, seed, rates)
         ready = frozenset(core.state.active()) if core.state.phase == Phase.DEPLOYING else None
-        core.tick(float(t + 1), events, (), requests, ready or frozenset(), {})
+        core.tick(float(t + 1), events, (), requests, ready or frozenset(), {},
+                  capacity=capacity)

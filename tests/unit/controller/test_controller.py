@@ -17,7 +17,7 @@ import rayrollout.client.api as rr
 from rayrollout.controller.controller import RolloutController
 from rayrollout.controller.fake import FakeServePort
 from rayrollout.dataplane.events import Outcome
-from rayrollout.errors import IllegalTransition, NotFound
+from rayrollout.errors import Conflict, IllegalTransition, NotFound
 
 MODEL = "m"
 
@@ -319,3 +319,29 @@ def test_the_status_says_how_long_the_step_still_needs(cluster: Cluster) -> None
     assert need["rate_per_s"] == pytest.approx(12, rel=0.3)
     assert need["eta_s"] == pytest.approx((need["requests"] - need["seen"]) / need["rate_per_s"],
                                           rel=0.01)
+
+
+def test_a_redeployed_config_never_starts_a_rollout_it_already_ran(tmp_path: Path) -> None:
+    """``serve run`` / ``serve deploy`` of the same config again, or another router replica
+    coming up, makes a declarative start: a finished or rolled-back rollout of that very spec
+    is not started again; a config with a new candidate starts its rollout."""
+    cluster = Cluster(tmp_path / "r.db")
+    doc = spec_doc(cluster.store, strategy={"steps": [{"weight": 10}]}, rollback_window_s=5)
+    rr.start(doc, port=cluster.port)
+    h = cluster.port.controller(MODEL)
+    assert cluster.run_until({"completed"}) == "completed"
+    first = h.call("status")
+    deploys = len(cluster.port.scaled)
+    again = h.call("start", doc, "serve-run", True)  # the same config, deployed again
+    assert (again["rollout"], again["phase"]) == (first["rollout"], "completed")
+    assert len(cluster.port.scaled) == deploys  # nothing deployed again
+    # the next config: v2 is stable now, v3 the new candidate
+    nxt = {**doc, "stable": doc["candidates"][0],
+           "candidates": [{"name": "v3", "runtime": "onnx",
+                           "artifact": "models/artifacts/v2-regressed.onnx"}]}
+    started = h.call("start", nxt, "serve-run", True)
+    assert started["rollout"] != first["rollout"] and started["phase"] == "pending"
+    # an explicit (non-declarative) start of the first spec is still refused as before:
+    # its stable is no longer the stable
+    with pytest.raises(Conflict):
+        h.call("start", doc, "api")

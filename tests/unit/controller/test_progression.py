@@ -14,7 +14,9 @@ def test_pending_deploys_every_candidate_then_waits_for_readiness() -> None:
     sim = Sim(make_spec(candidates=("v2", "v3"), steps=(10, 40)))
     acts = sim.tick()
     assert sim.state.phase == Phase.DEPLOYING
-    assert acts == [Action("deploy", version="v2"), Action("deploy", version="v3")]
+    # each sized for its first share of traffic: 10% of the stable's one replica is one
+    assert acts == [Action("deploy", version="v2", replicas=1),
+                    Action("deploy", version="v3", replicas=1)]
     assert sim.tick(verdict=Verdict.PASS) == [] and sim.tick(ready=["v2"]) == []
     assert sim.state.phase == Phase.DEPLOYING and sim.state.weights == {"v1": 100.0}
     acts = sim.tick(ready=["v2", "v3"])

@@ -147,7 +147,8 @@ def test_retry_after_rollback_redeploys_as_a_new_attempt() -> None:
     acts = sim.command("retry", actor="frank")
     s = sim.state
     assert s.phase == Phase.DEPLOYING and s.attempt == 2 and s.step == -1
-    assert acts == [Action("deploy", version="v2"), Action("deploy", version="v3")]
+    assert acts == [Action("deploy", version="v2", replicas=1),
+                    Action("deploy", version="v3", replicas=1)]
     assert s.active() == ["v2", "v3"] and all(c.reason == "" for c in s.candidates)
     assert s.weights == {"v1": 100.0} and s.epoch == epoch
     sim.tick(ready=["v2", "v3"])
@@ -159,7 +160,7 @@ def test_retry_after_undo_keeps_the_old_stable() -> None:
     sim.command("undo")
     sim.command("retry")
     assert sim.state.stable == "v1" and sim.state.active() == ["v2"]
-    assert sim.actions[-1] == Action("deploy", version="v2")
+    assert sim.actions[-1] == Action("deploy", version="v2", replicas=1)
 
 
 def test_retry_gives_the_core_fresh_judges() -> None:
