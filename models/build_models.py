@@ -4,6 +4,8 @@ Run from the repository root::
 
     python models/build_models.py            # writes models/artifacts/, heldout.npz, manifest.json
     python models/build_models.py --check    # rebuild into a temp dir and compare with the tree
+    python models/build_models.py --only sklearn           # only the joblib examples (below)
+    python models/build_models.py --only sklearn --check   # ... and compare only those
 
 Data: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, 64 features in 0..16, 10
 classes); no download. A fixed-seed stratified split keeps 30% as the held-out set, saved as
@@ -20,6 +22,18 @@ Artifacts (all take ``input`` FP32 [-1, 64], all give ``label`` INT64 [-1] and
 * ``v3-mlp``       standardised features + a 512-512 MLP (ONNX, ~1.2 MB): a little more accurate
   and ~15x the compute per row of v2 (~6 us against ~0.4 us on one core), the size of model a
   serving path is built for; the throughput benchmark serves it beside v2.
+
+Served by user code in ``examples/`` (``runtime: python`` with
+``examples.sklearn_runtime:SklearnRuntime``, or the ``examples.digits_app`` Serve app), saved
+with joblib and listed under ``examples`` in the manifest:
+
+* ``sklearn-digits``           v2's recipe as a scikit-learn pipeline (``.joblib``).
+* ``sklearn-digits-regressed`` the same recipe trained with a class-index mapping bug that swaps
+  classes 1<->8 and 3<->5: as confident as the good one, wrong on about 40% of digits.
+
+``--only sklearn`` builds just these two and updates only their part of the manifest, leaving
+every other file as it is (the other artifacts' training is not bit-for-bit reproducible
+across machines: rebuilding them here may change their bytes, not their accuracy).
 
 Every random draw takes a fixed seed, so rebuilding gives the same accuracies and, with the
 pinned library versions, the same bytes (``--check`` verifies both).
@@ -51,6 +65,10 @@ IO_SPEC = {
     "task": "classification",
 }
 
+# The class-index mapping bug behind sklearn-digits-regressed: these classes swap labels.
+SWAPPED = ((1, 8), (3, 5))
+SKLEARN_RUNTIME = "examples.sklearn_runtime:SklearnRuntime"
+
 # The "bad labelling batch" behind v2-regressed: these fractions of each true class are
 # relabelled to the mapped class in the training data only.
 CORRUPTION = {3: (5, 0.5), 8: (1, 0.5)}
@@ -74,6 +92,13 @@ def corrupt_labels(y: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(y == src)
         pick = rng.choice(idx, size=round(frac * idx.size), replace=False)
         out[pick] = dst
+    return out
+
+
+def swap_labels(y: np.ndarray) -> np.ndarray:
+    out = y.copy()
+    for a, b in SWAPPED:
+        out[y == a], out[y == b] = b, a
     return out
 
 
@@ -114,7 +139,12 @@ RECIPES = {
     f"random_state={SEED}) (adam, stops on tol)",
     "faulty": "v2-torch's network behind a guard that raises on any negative pixel "
     "(for tests and drills of the model-failure path)",
+    "sklearn-digits": "v2 recipe (StandardScaler + LogisticRegression(C=0.1, max_iter=2000)), "
+    "saved with joblib.dump",
+    "sklearn-digits-regressed": "v2 recipe on training labels with classes 1<->8 and 3<->5 "
+    "swapped (a class-index mapping bug), saved with joblib.dump",
 }
+SKLEARN = ("sklearn-digits", "sklearn-digits-regressed")
 
 
 def to_onnx_bytes(model: Any, name: str) -> bytes:
@@ -252,9 +282,61 @@ def accuracy(kind: str, path: Path, X: np.ndarray, y: np.ndarray) -> float:
     sys.path.insert(0, str(HERE.parent))
     from rayrollout.runtime import load_runtime
 
-    rt = load_runtime(kind, str(path))
+    options = {"runtime_class": SKLEARN_RUNTIME} if kind == "python" else {}
+    rt = load_runtime(kind, str(path), **options)
     out = rt.predict({"input": X})
     return float(np.mean(out["label"] == y))
+
+
+def train_sklearn(X: np.ndarray, y: np.ndarray, art_dir: Path) -> dict[str, tuple[str, Path]]:
+    """The joblib examples, fitted on one BLAS thread (a reduction's order then depends on
+    nothing but the data)."""
+    import joblib
+    from threadpoolctl import threadpool_limits
+
+    specs: dict[str, tuple[str, Path]] = {}
+    with threadpool_limits(limits=1):
+        for name, labels in [("sklearn-digits", y), ("sklearn-digits-regressed", swap_labels(y))]:
+            path = art_dir / f"{name}.joblib"
+            joblib.dump(make_v2().fit(X, labels), path)
+            specs[name] = ("python", path)
+    return specs
+
+
+def entries(specs: dict[str, tuple[str, Path]], out_dir: Path, X: np.ndarray,
+            y: np.ndarray) -> dict[str, Any]:
+    """The manifest entry of each artifact: file, runtime, sha256, size, signature, held-out
+    accuracy, recipe."""
+    artifacts: dict[str, Any] = {}
+    for name, (kind, path) in specs.items():
+        entry: dict[str, Any] = {
+            "file": str(path.relative_to(out_dir)),
+            "runtime": kind,
+            "sha256": sha256(path),
+            "size_bytes": path.stat().st_size,
+            "inputs": IO_SPEC["inputs"],
+            "outputs": IO_SPEC["outputs"],
+            "task": IO_SPEC["task"],
+            "heldout_accuracy": round(accuracy(kind, path, X, y), 6),
+            "recipe": RECIPES[name],
+        }
+        if kind == "torchscript":
+            entry["signature_file"] = entry["file"] + ".json"
+        if kind == "python":
+            entry["runtime_class"] = SKLEARN_RUNTIME
+        artifacts[name] = entry
+    return artifacts
+
+
+def examples_section(out_dir: Path) -> dict[str, Any]:
+    """The manifest's ``examples``: the joblib artifacts served by ``examples/`` code, with the
+    versions that wrote them (a pickle loads reliably only with the scikit-learn that wrote it)."""
+    X_train, X_test, y_train, y_test = load_split()
+    art_dir = out_dir / "artifacts"
+    art_dir.mkdir(parents=True, exist_ok=True)
+    specs = train_sklearn(X_train, y_train, art_dir)
+    return {"built_with": _versions(["numpy", "scikit-learn", "joblib"]),
+            "artifacts": entries(specs, out_dir, X_test, y_test)}
 
 
 def build(out_dir: Path) -> dict[str, Any]:
@@ -284,23 +366,6 @@ def build(out_dir: Path) -> dict[str, Any]:
     specs["v2-torch"] = ("torchscript", pt)
     specs["faulty"] = ("torchscript", faulty)
 
-    artifacts: dict[str, Any] = {}
-    for name, (kind, path) in specs.items():
-        entry: dict[str, Any] = {
-            "file": str(path.relative_to(out_dir)),
-            "runtime": kind,
-            "sha256": sha256(path),
-            "size_bytes": path.stat().st_size,
-            "inputs": IO_SPEC["inputs"],
-            "outputs": IO_SPEC["outputs"],
-            "task": IO_SPEC["task"],
-            "heldout_accuracy": round(accuracy(kind, path, X_test, y_test), 6),
-            "recipe": RECIPES[name],
-        }
-        if kind == "torchscript":
-            entry["signature_file"] = entry["file"] + ".json"
-        artifacts[name] = entry
-
     manifest = {
         "dataset": {
             "source": "sklearn.datasets.load_digits",
@@ -312,20 +377,41 @@ def build(out_dir: Path) -> dict[str, Any]:
         },
         "heldout": {"file": "heldout.npz", "sha256": sha256(heldout)},
         "built_with": _versions(),
-        "artifacts": artifacts,
+        "artifacts": entries(specs, out_dir, X_test, y_test),
+        "examples": examples_section(out_dir),
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out_dir, manifest)
     return manifest
 
 
-def _versions() -> dict[str, str]:
+def build_sklearn(out_dir: Path) -> dict[str, Any]:
+    """Only the joblib examples: their files and the manifest's ``examples``; every other file
+    and manifest entry stays byte for byte as it was."""
+    path = out_dir / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    manifest["examples"] = examples_section(out_dir)
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _versions(pkgs: list[str] | None = None) -> dict[str, str]:
     from importlib.metadata import version
 
-    pkgs = ["numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "torch"]
+    pkgs = pkgs or ["numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "torch"]
     return {p: version(p) for p in pkgs}
 
 
-def _files(root: Path) -> dict[str, bytes]:
+def _files(root: Path, only: str | None = None) -> dict[str, bytes]:
+    if only == "sklearn":
+        doc = json.loads((root / "manifest.json").read_text()).get("examples")
+        files = {f"artifacts/{n}.joblib" for n in SKLEARN}
+        out = {n: (root / n).read_bytes() for n in sorted(files) if (root / n).is_file()}
+        out["manifest.json#examples"] = json.dumps(doc, indent=2).encode()
+        return out
     names = ["manifest.json", "heldout.npz"]
     names += [str(p.relative_to(root)) for p in sorted((root / "artifacts").iterdir())]
     return {n: (root / n).read_bytes() for n in names}
@@ -337,15 +423,19 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=HERE, help="output directory (default: models/)"
     )
     parser.add_argument("--check", action="store_true", help="rebuild in a temp dir and compare")
+    parser.add_argument("--only", choices=["sklearn"], default=None,
+                        help="build (or check) only these artifacts; the rest is left alone")
     args = parser.parse_args(argv)
+    make = build_sklearn if args.only == "sklearn" else build
     if not args.check:
-        manifest = build(args.out)
-        for name, a in manifest["artifacts"].items():
-            print(f"{name:14s} acc={a['heldout_accuracy']:.4f} size={a['size_bytes']} B")
+        manifest = make(args.out)
+        built = {} if args.only else dict(manifest["artifacts"])
+        for name, a in {**built, **manifest["examples"]["artifacts"]}.items():
+            print(f"{name:26s} acc={a['heldout_accuracy']:.4f} size={a['size_bytes']} B")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        build(Path(tmp))
-        new, old = _files(Path(tmp)), _files(args.out)
+        make(Path(tmp))
+        new, old = _files(Path(tmp), args.only), _files(args.out, args.only)
     differ = sorted(n for n in new.keys() | old.keys() if new.get(n) != old.get(n))
     print("byte-identical" if not differ else f"differ: {differ}")
     return 1 if differ else 0

@@ -23,7 +23,7 @@ fi
 static() {
   local rc=0
   echo "+ ruff check"; .venv/bin/ruff check --output-format concise . || rc=1
-  echo "+ mypy"; .venv/bin/mypy rayrollout tests benchmarks || rc=1
+  echo "+ mypy"; .venv/bin/mypy rayrollout tests benchmarks examples || rc=1
   # the architecture's import contracts (pyproject.toml)
   echo "+ lint-imports"; .venv/bin/lint-imports --no-cache || rc=1
   return "$rc"
