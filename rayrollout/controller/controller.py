@@ -34,7 +34,7 @@ from typing import Any
 
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
-from rayrollout.controller.phases import ACTIVE, FINAL, Phase
+from rayrollout.controller.phases import ACTIVE, FINAL, TERMINAL, Phase
 from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, ServePort
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import Store
@@ -48,6 +48,7 @@ from rayrollout.spec.reach import check_artifacts
 log = logging.getLogger("rayrollout.controller")
 
 Clock = Callable[[], float]
+IDLE_TICK_S = 2.0  # between ticks of a controller with no rollout that can still move
 
 
 class RolloutController:
@@ -67,6 +68,7 @@ class RolloutController:
         self._lock = threading.RLock()
         self.notifications: list[dict[str, Any]] = []
         self._retiring: dict[str, float] = {}  # version -> when its app may be deleted
+        self.wake = threading.Event()  # set by a start or a verb: tick now
         self.ticks = 0
         self.core = ControllerCore.load(self.store, model)
         if self.core is not None:
@@ -74,8 +76,13 @@ class RolloutController:
 
     @property
     def tick_s(self) -> float:
-        """Seconds between ticks: the running rollout's ``analysis.tick_s`` (1 s before one)."""
-        return self.core.spec.analysis.tick_s if self.core is not None else 1.0
+        """Seconds between ticks: the running rollout's ``analysis.tick_s`` while it can still
+        move by itself (``IDLE_TICK_S`` when there is none, or it is over and nothing waits
+        to be retired: there is nothing to judge, only the routers' counts to drain)."""
+        core = self.core
+        if core is None or (core.state.phase in TERMINAL and not self._retiring):
+            return max(IDLE_TICK_S, core.spec.analysis.tick_s if core is not None else 0.0)
+        return core.spec.analysis.tick_s
 
     # -- verbs ---------------------------------------------------------------------------------
 
@@ -110,6 +117,7 @@ class RolloutController:
             self._deploy(s, s.stable.name)
             self.core = ControllerCore.create(self.store, s, self.clock(), epoch)
             log.info("rollout %s of %s started by %s", self.core.rollout, s.model, actor)
+        self.wake.set()
         return self.status()
 
     def _ran(self, s: RolloutSpec) -> bool:
@@ -148,6 +156,7 @@ class RolloutController:
             cmd = Command(verb, actor, full, candidate, reason)
             actions, decision = core.tick(self.clock(), command=cmd, capacity=capacity)
             self._apply(core, actions, decision)
+        self.wake.set()
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -437,11 +446,16 @@ def run_loop(
     monotonic: Clock = time.monotonic,
 ) -> None:
     """Call ``controller.step()`` every ``controller.tick_s`` until ``stop`` is set. A failed
-    tick is logged and the next one runs on schedule."""
+    tick is logged and the next one runs on schedule; a start or a verb (``controller.wake``)
+    brings the next tick forward, so an idle controller's longer wait delays no rollout."""
     while not stop.is_set():
         t0 = monotonic()
+        controller.wake.clear()
         try:
             controller.step()
         except Exception:
             log.exception("controller tick failed")
-        stop.wait(max(0.0, controller.tick_s - (monotonic() - t0)))
+        wait = max(0.0, controller.tick_s - (monotonic() - t0))
+        while wait > 0 and not stop.is_set() and not controller.wake.is_set():
+            controller.wake.wait(min(wait, 0.5))  # stop is seen within half a second
+            wait = max(0.0, controller.tick_s - (monotonic() - t0))

@@ -121,11 +121,13 @@ class Prometheus:
         return list(r.json()["data"]["result"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prometheus(
     ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    """A real Prometheus server scraping Ray's metrics port every second."""
+    """A real Prometheus server scraping Ray's metrics port every second, for the module that
+    asks for it only: each scrape makes Ray's metrics agent render and compress every series
+    of the session, about half a core on a 2-core box for as long as Prometheus runs."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed: run scripts/setup.sh (Debian package prometheus)")

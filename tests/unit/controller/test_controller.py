@@ -345,3 +345,40 @@ def test_a_redeployed_config_never_starts_a_rollout_it_already_ran(tmp_path: Pat
     # its stable is no longer the stable
     with pytest.raises(Conflict):
         h.call("start", doc, "api")
+
+
+def test_a_controller_with_nothing_left_to_move_ticks_slowly_until_woken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judging ticks at ``analysis.tick_s``; once the rollout is over (and nothing waits to
+    be retired) the controller only drains the routers, every ``IDLE_TICK_S``; a start or a
+    verb wakes its loop at once."""
+    import threading
+
+    from rayrollout.controller.controller import IDLE_TICK_S, run_loop
+
+    cluster = Cluster(tmp_path / "r.db")
+    doc = spec_doc(cluster.store, strategy={"steps": [{"weight": 10}]}, rollback_window_s=5,
+                   drain_s=0)
+    rr.start(doc, port=cluster.port)
+    c = cluster.controller
+    assert c.tick_s == 1.0  # the spec's analysis.tick_s
+    assert cluster.run_until({"completed"}) == "completed"
+    cluster.tick()  # the old stable's app is retired
+    assert c.tick_s == IDLE_TICK_S
+    import rayrollout.controller.controller as module
+
+    monkeypatch.setattr(module, "IDLE_TICK_S", 3600.0)  # only a wake can bring a tick now
+    assert c.tick_s == 3600.0
+    stepped = threading.Event()
+    c.step = lambda: stepped.set()  # type: ignore[method-assign]
+    stop = threading.Event()
+    loop = threading.Thread(target=run_loop, args=(c, stop))
+    loop.start()
+    assert stepped.wait(5)
+    stepped.clear()
+    assert not stepped.wait(0.2)
+    c.wake.set()  # what start and every verb do
+    assert stepped.wait(30)
+    stop.set()
+    loop.join(5)
+    assert not loop.is_alive()
