@@ -4,9 +4,9 @@
 #   static  ruff, mypy, the import contracts (lint-imports)    background, log printed at the end
 #   unit    pytest tests/unit: pure, no Ray                     background, log printed at the end
 #   integration  pytest tests/integration: one local Ray        foreground, streamed live
-# The background parts run at a lower CPU priority (nice): the integration tests keep the CPU
-# they wait on Ray for. Exit status 0 when every part passed, else 1, and the summary names the
-# parts that failed.
+# The background parts run at the lowest CPU priority (nice 19): Ray runs its workers at nice
+# 15, so anything less nice would take the CPU from the integration tests' replicas. Exit
+# status 0 when every part passed, else 1, and the summary names the parts that failed.
 #
 # With arguments, one pytest run of just those, as before (no static checks), e.g.
 #   ./scripts/test.sh tests/unit/test_layout.py -k contracts
@@ -35,9 +35,9 @@ declare -A pid rc
 # Each background part leads its own process group (set -m), so that an interrupted run stops
 # it and everything it started, and nothing else.
 set -m
-(renice -n 10 -p "$BASHPID" >/dev/null 2>&1 || true; static) </dev/null >"$logs/static.log" 2>&1 &
+(renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true; static) </dev/null >"$logs/static.log" 2>&1 &
 pid[static]=$!
-nice -n 10 "${pytest[@]}" tests/unit </dev/null >"$logs/unit.log" 2>&1 &
+nice -n 19 "${pytest[@]}" tests/unit </dev/null >"$logs/unit.log" 2>&1 &
 pid[unit]=$!
 set +m
 stop_background() {
