@@ -29,13 +29,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
 from rayrollout.controller.phases import ACTIVE, FINAL, TERMINAL, Phase
-from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, ServePort
+from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, AppStatus, ServePort
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import Store
 from rayrollout.dataplane.aggregates import Collected
@@ -150,7 +150,7 @@ class RolloutController:
     ) -> dict[str, Any]:
         """Apply a person's verb now (not at the next tick); a refused one raises
         ``IllegalTransition`` (409) and changes nothing."""
-        capacity = self._capacity(self.core) if self.core is not None else {}
+        capacity = self._capacity(self.core, self._apps()) if self.core is not None else {}
         with self._lock:
             core = self._need_core()
             cmd = Command(verb, actor, full, candidate, reason)
@@ -241,8 +241,10 @@ class RolloutController:
         """One tick: collect, judge, decide, persist, act, then retire drained apps."""
         parts = self._collect()
         core = self.core
-        status = self._deploy_status(core) if core is not None else (frozenset(), {})
-        capacity = self._capacity(core) if core is not None else {}
+        apps = self._apps() if core is not None and (
+            core.state.phase in ACTIVE or core.state.phase == Phase.PAUSED) else {}
+        status = self._deploy_status(core, apps) if core is not None else (frozenset(), {})
+        capacity = self._capacity(core, apps) if core is not None else {}
         with self._lock:
             self.ticks += 1
             if core is None or core is not self.core:
@@ -339,16 +341,20 @@ class RolloutController:
         self.port.scale_version(spec.version(version).for_model(self.model).resolved(),
                                 replicas)
 
-    def _capacity(self, core: ControllerCore) -> dict[str, int]:
+    def _apps(self) -> Mapping[str, AppStatus]:
+        """Serve's applications, read once per tick ({} when Serve does not answer: deploys
+        and moves that wait on it wait for the next tick)."""
+        try:
+            return self.port.applications()
+        except Exception as e:
+            log.debug("applications failed: %s", e)
+            return {}
+
+    def _capacity(self, core: ControllerCore, apps: Mapping[str, AppStatus]) -> dict[str, int]:
         """Running replicas of the rollout's versions (what a move waiting for capacity needs;
         empty outside the phases that move traffic)."""
         s = core.state
         if s.phase not in ACTIVE and s.phase != Phase.PAUSED:
-            return {}
-        try:
-            apps = self.port.applications()
-        except Exception as e:  # Serve not answering: the move waits for the next tick
-            log.debug("applications failed: %s", e)
             return {}
         out = {}
         for v in {s.stable, *s.active()}:
@@ -357,10 +363,10 @@ class RolloutController:
                 out[v] = st.replicas
         return out
 
-    def _deploy_status(self, core: ControllerCore) -> tuple[frozenset[str], dict[str, str]]:
+    def _deploy_status(self, core: ControllerCore, apps: Mapping[str, AppStatus]
+                       ) -> tuple[frozenset[str], dict[str, str]]:
         if core.state.phase != Phase.DEPLOYING:
             return frozenset(), {}
-        apps = self.port.applications()
         ready, failed = set(), {}
         for v in core.state.active():
             st = apps.get(version_app_name(self.model, v))

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,7 @@ class Router:
         self.recorder = Recorder(self.replica, self.cfg.event_buffer)
         self._rng = random.Random(self.cfg.seed)
         self.feedback = FeedbackJoin(self.cfg.feedback_window)
-        self._extractors: dict[tuple[str, str], Extractor] = {}
+        self._extractors: dict[str, tuple[Mapping[str, Any], Extractor]] = {}
         self.shadow = ShadowMirror(self.versions, self.recorder, self.cfg.request_timeout_s)
         make_exporter = platform.exporter
         self._exporter = (make_exporter(self.model, self.recorder, lambda: self.table)
@@ -472,16 +472,15 @@ class Router:
         spec = table.predictions.get(version)
         if spec is None:
             return math.nan
-        key = (version, json.dumps(dict(spec), sort_keys=True))
-        ex = self._extractors.get(key)
-        if ex is None:
+        made = self._extractors.get(version)
+        if made is None or made[0] != spec:  # built once per version and spec
             try:
-                ex = Extractor(spec)
+                made = (spec, Extractor(spec))
             except Exception as e:  # the user's function cannot be imported here
                 log.warning("version %r: prediction extractor unusable: %s", version, e)
                 return math.nan
-            self._extractors[key] = ex
-        return ex(body)
+            self._extractors[version] = made
+        return made[1](body)
 
     def _passed(self, answer: Answer, table: RoutingTable, version: str, rid: str) -> Response:
         hdrs = [(k.encode("latin-1"), v.encode("latin-1"))
