@@ -170,6 +170,14 @@ class StoreCorrupt(StoreError):
     code = "store_corrupt"
 
 
+class Fenced(StoreError, Conflict):
+    """Another controller of the same model took over the store's lease (Ray ran a newer
+    incarnation): this one's token is stale, so it may no longer write the log or push a
+    table. Nothing was committed."""
+
+    code = "fenced"
+
+
 class InputsPruned(NotFound):
     """A rollout's tick inputs were pruned by the store's retention; its log entries stay."""
 

@@ -29,7 +29,7 @@ from typing import Any
 from rayrollout.controller.phases import FINAL
 from rayrollout.controller.port import ControllerHandle, ServePort
 from rayrollout.errors import UnavailableError
-from rayrollout.names import router_app_name, version_app_name
+from rayrollout.names import version_app_name
 from rayrollout.spec import RolloutSpec, RouterConfig, load_spec
 
 FINAL_PHASES = frozenset(str(p) for p in FINAL)
@@ -57,9 +57,9 @@ def ensure_serving(spec: RolloutSpec, route_prefix: str = "/",
     apps = p.applications()
     if version_app_name(spec.model, spec.stable.name) not in apps:
         p.deploy_version(spec.stable.for_model(spec.model).resolved())
-    if router_app_name(spec.model) not in apps:
-        rcfg = RouterConfig.model_validate(spec.router_config({spec.stable.name: 100.0}, None, 1))
-        p.deploy_router(rcfg, route_prefix)
+    # The port serves the model on the ingress unless it is served already (idempotent).
+    rcfg = RouterConfig.model_validate(spec.router_config({spec.stable.name: 100.0}, None, 1))
+    p.deploy_router(rcfg, route_prefix)
 
 
 def start(

@@ -19,11 +19,14 @@ from rayrollout.controller.controller import RolloutController, run_loop
 from rayrollout.controller.port import ServePort
 from rayrollout.controller.state import Decision
 from rayrollout.controller.store import Store
+from rayrollout.names import NAMESPACE, controller_name, default_store_path
 
 
 class ControllerActor:
-    def __init__(self, model: str, store_path: str, port: Callable[[], ServePort]) -> None:
-        self.controller = RolloutController(model, Store(store_path), port())
+    def __init__(self, model: str, store_path: str | None, port: Callable[[], ServePort]
+                 ) -> None:
+        store = Store(store_path or default_store_path(model))
+        self.controller = RolloutController(model, store, port())
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=run_loop, args=(self.controller, self._stop), name="rollout-loop", daemon=True
@@ -65,3 +68,22 @@ class ControllerActor:
     def pid(self) -> int:
         """This incarnation's process id (a restart gives a new one)."""
         return os.getpid()
+
+
+def create_controller_actor(model: str, store_path: str | None,
+                            port: Callable[[], ServePort]) -> Any:
+    """The controller actor of ``model``: named, detached, restarted by Ray after a crash;
+    the running one if it exists. ``store_path`` None: the default store, resolved where the
+    actor runs."""
+    import ray
+
+    return ray.remote(ControllerActor).options(
+        name=controller_name(model),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,  # a verb is never silently re-run after a crash
+        max_concurrency=8,
+        num_cpus=0,
+    ).remote(model, store_path, port)

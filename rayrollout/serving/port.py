@@ -25,10 +25,9 @@ from rayrollout.names import (
     ROUTER_DEPLOYMENT,
     VERSION_DEPLOYMENT,
     controller_name,
-    default_store_path,
     router_app_name,
 )
-from rayrollout.serving.actor import ControllerActor
+from rayrollout.serving.actor import create_controller_actor
 from rayrollout.serving.ingress import router_app
 from rayrollout.serving.version import route_prefix, version_app
 from rayrollout.spec import RouterConfig, VersionConfig
@@ -171,16 +170,7 @@ class RayServePort:
                 raise NotFound(f"no rollout controller for model {model!r}: start a rollout "
                                "first") from None
             return RayControllerHandle(model, actor)
-        created: Any = ray.remote(ControllerActor).options(
-            name=controller_name(model),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=0,  # a verb is never silently re-run after a crash
-            max_concurrency=8,
-            num_cpus=0,
-        ).remote(model, store_path or default_store_path(model), RayServePort)
+        created = create_controller_actor(model, store_path, RayServePort)
         return RayControllerHandle(model, created)
 
 
