@@ -15,6 +15,7 @@
     ├── Conflict                    valid, but not in the current state                    (409)
     │   └── IllegalTransition       a verb or decision the phase table does not allow      (409)
     ├── UnavailableError            no live version / no controller can answer right now   (503)
+    │   └── NotCarriedOut           a verb was stored, but its routing push failed; it stands
     ├── ModelError                  the version's model failed: a failure of that version  (500)
     │   ├── ModelTimeout            the version did not answer in time                     (504)
     │   └── PredictError            the model raised on a batch (raised by a runtime)      (500)
@@ -23,10 +24,12 @@
     │   └── ModelLoadError          the artifact exists but cannot be loaded or described
     ├── AdminError                  the admin API refused or failed a call from a client;
     │                               ``status`` is its HTTP status (None: no answer at all)
-    └── StoreError                  the rollout store (SQLite) failed; nothing was written  (500)
+    └── StoreError                  the rollout store failed; nothing was written           (500)
         ├── StoreBusy               another process holds its write lock (also Unavailable) (503)
+        ├── StoreUnavailable        the store's server cannot be reached (also Unavailable) (503)
         ├── StoreFull               the disk (or the store's page limit) is full
-        └── StoreCorrupt            the file or a row is not what the store wrote
+        ├── StoreCorrupt            the file or a row is not what the store wrote
+        └── Fenced                  a newer controller holds the lease (also Conflict)      (409)
 
     InputsPruned (a NotFound)       a rollout's recorded tick inputs were removed by the
                                     store's retention: it cannot be replayed               (404)
@@ -103,6 +106,15 @@ class UnavailableError(RolloutError):
     code = "unavailable"
 
 
+class NotCarriedOut(UnavailableError):
+    """A verb was decided and stored, but carrying it out failed because something it needs
+    (the routers, Serve) cannot be reached. It stands: it is carried out again on a later tick
+    or restart. Calling again does not help (the Python API does not retry it): the verb is
+    applied already, and only the platform can make it effective."""
+
+    code = "not_carried_out"
+
+
 class ModelError(RolloutError):
     code = "model_error"
 
@@ -155,6 +167,13 @@ class StoreBusy(StoreError, UnavailableError):
     """Another process held the store's write lock past the busy timeout; try again."""
 
     code = "store_busy"
+
+
+class StoreUnavailable(StoreError, UnavailableError):
+    """The store's server (PostgreSQL) cannot be reached, or the connection broke; the call
+    says whether a write may have landed."""
+
+    code = "store_unavailable"
 
 
 class StoreFull(StoreError):

@@ -5,7 +5,7 @@
 #                NumPy, SciPy, pydantic, httpx, PyYAML, prometheus-client); no torch, no tools;
 #   --dev        the dev extra too: what the test command needs (torch, scikit-learn, pytest,
 #                ruff, mypy, import-linter, ...);
-#   --system     the Debian packages the integration tests use: prometheus, chromium (apt-get).
+#   --system     the Debian packages the tests use: prometheus, chromium, postgresql (apt-get).
 # Idempotent and quick when nothing changed: a stamp per level in .venv, renewed when
 # pyproject.toml changes. The dev level includes the runtime one, so the demo after the tests
 # installs nothing; the tests after the demo add the dev extra.
@@ -59,6 +59,8 @@ if [ "$system" = 1 ]; then
   need=()
   command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # the store tests start a real PostgreSQL server from Debian's binaries
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q

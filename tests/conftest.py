@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rayrollout.serving.local import LocalTokens
+from tests import pg
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
@@ -80,3 +81,17 @@ def ray_serve() -> Iterator[RayServe]:
         stopper.start()
         stopper.join(60)
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (``tests.pg``): the superuser's URL to its
+    ``postgres`` database. Fails (never skips) when the server cannot start here."""
+    try:
+        server = pg.start()
+    except pg.PostgresUnavailable as e:
+        pytest.fail(f"cannot start the test PostgreSQL server: {e}", pytrace=False)
+    try:
+        yield server.url()
+    finally:
+        pg.stop(server)

@@ -22,7 +22,7 @@ from rayrollout.analysis.power import errors_requests, latency_requests
 from rayrollout.analysis.registry import JUDGE_KINDS, SEQUENTIAL_KINDS, params_model
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.spec.base import NAME_PATTERN, Strict, field_error
-from rayrollout.spec.serving import RouterConfig, VersionSpec
+from rayrollout.spec.serving import RouterConfig, StoreChoice, StoreUrl, VersionSpec
 
 
 class StepSpec(Strict):
@@ -281,7 +281,7 @@ class NotifierSpec(Strict):
         return doc
 
 
-class RolloutSpec(Strict):
+class RolloutSpec(StoreChoice, Strict):
     """A whole rollout of ``candidates`` against ``stable`` for one model."""
 
     model: str = Field(pattern=NAME_PATTERN)
@@ -292,7 +292,11 @@ class RolloutSpec(Strict):
     rollback_window_s: float = Field(300.0, ge=0)
     drain_s: float = Field(10.0, ge=0)  # a retired version's app is deleted this long after
     router: dict[str, Any] = Field(default_factory=dict)  # extra RouterConfig fields (checked)
-    store_path: str | None = Field(None, min_length=1, max_length=4096)  # default ~/.rayrollout/
+    # Where the rollout's state lives: a SQLite file on the controller's node (store_path), or
+    # a PostgreSQL server (store_url, no password); neither: $RAYROLLOUT_STORE_URL where the
+    # controller runs, else ~/.rayrollout/<model>.db on its node.
+    store_path: str | None = Field(None, min_length=1, max_length=4096)
+    store_url: StoreUrl | None = None
     # A candidate's failed request (error, timeout) is retried once on the stable, so its user
     # gets an answer; the failure still counts against the candidate. Off: the user gets it.
     retry_on_stable: bool = False
@@ -454,7 +458,10 @@ class RolloutSpec(Strict):
 
     def digest(self) -> str:
         """A stable hash of the spec: the same spec started twice is the same rollout."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        doc = self.model_dump(mode="json")
+        if doc.get("store_url") is None:  # fields added later count only when set, so the
+            doc.pop("store_url", None)     # digest of a spec written before them is unchanged
+        text = json.dumps(doc, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,8 @@
 """``RolloutController`` driven tick by tick through the in-memory ``FakeServePort``: whole
 rollouts (deploy, shadow, steps, approval, promotion, undo, drain, rollback, retry) and
-restarts, with real judges on synthetic traffic and a hand-moved clock. No Ray is started or
-imported (``test_no_ray`` checks that in a fresh interpreter)."""
+restarts, with real judges on synthetic traffic and a hand-moved clock, over both stores
+(``stores``: SQLite, PostgreSQL). No Ray is started or imported (``test_no_ray`` checks that in
+a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 import rayrollout.client.api as rr
 from rayrollout.controller.controller import RolloutController
 from rayrollout.controller.fake import FakeServePort
+from rayrollout.controller.store import store_kind
 from rayrollout.dataplane.events import Outcome
 from rayrollout.errors import Conflict, IllegalTransition, NotFound
+from tests.unit.controller.conftest import Stores
 
 MODEL = "m"
 
@@ -30,7 +33,9 @@ class Clock:
         return self.t
 
 
-def spec_doc(store: Path, **over: Any) -> dict[str, Any]:
+def spec_doc(store: str | Path, **over: Any) -> dict[str, Any]:
+    """A spec whose store is ``store``: a path (``store_path``) or a URL (``store_url``)."""
+    where = "store_url" if store_kind(str(store)) == "postgresql" else "store_path"
     doc: dict[str, Any] = {
         "model": MODEL,
         "stable": {"name": "v1", "runtime": "onnx", "artifact": "models/artifacts/v1.onnx"},
@@ -45,7 +50,7 @@ def spec_doc(store: Path, **over: Any) -> dict[str, Any]:
         "rollback_window_s": 60,
         "drain_s": 10,
         "router": {"deployment": {"num_replicas": 2}},
-        "store_path": str(store),
+        where: str(store),
     }
     doc.update(over)
     return doc
@@ -55,10 +60,10 @@ class Cluster:
     """The fake cluster, its clock, and traffic: each router replica serves ``n`` requests a
     tick under its own table (seeded), with per-version error rates and latency factors."""
 
-    def __init__(self, store: Path, seed: int = 0) -> None:
+    def __init__(self, store: str | Path, seed: int = 0) -> None:
         self.clock = Clock()
         self.port = FakeServePort(self.clock)
-        self.store = store
+        self.store = str(store)  # a path or a URL
         self.rng = random.Random(seed)
         self.err: dict[str, float] = {}
 
@@ -104,12 +109,16 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    yield Cluster(tmp_path / "rollouts.db")
+def cluster(stores: Stores) -> Iterator[Cluster]:
+    c = Cluster(stores.target)
+    yield c
+    for controller in c.port.controllers.values():
+        controller.store.close()
 
 
 def start(cluster: Cluster, **over: Any) -> rr.Rollout:
-    return rr.start(spec_doc(cluster.store, **over), port=cluster.port)
+    # the store is named twice: in the spec, and as the store the controller is created with
+    return rr.start(spec_doc(cluster.store, **over), store_path=cluster.store, port=cluster.port)
 
 
 def test_a_rollout_goes_through_shadow_steps_approval_and_promotion(cluster: Cluster) -> None:
@@ -321,13 +330,12 @@ def test_the_status_says_how_long_the_step_still_needs(cluster: Cluster) -> None
                                           rel=0.01)
 
 
-def test_a_redeployed_config_never_starts_a_rollout_it_already_ran(tmp_path: Path) -> None:
+def test_a_redeployed_config_never_starts_a_rollout_it_already_ran(cluster: Cluster) -> None:
     """``serve run`` / ``serve deploy`` of the same config again, or another router replica
     coming up, makes a declarative start: a finished or rolled-back rollout of that very spec
     is not started again; a config with a new candidate starts its rollout."""
-    cluster = Cluster(tmp_path / "r.db")
     doc = spec_doc(cluster.store, strategy={"steps": [{"weight": 10}]}, rollback_window_s=5)
-    rr.start(doc, port=cluster.port)
+    rr.start(doc, store_path=cluster.store, port=cluster.port)
     h = cluster.port.controller(MODEL)
     assert cluster.run_until({"completed"}) == "completed"
     first = h.call("status")
@@ -348,7 +356,7 @@ def test_a_redeployed_config_never_starts_a_rollout_it_already_ran(tmp_path: Pat
 
 
 def test_a_controller_with_nothing_left_to_move_ticks_slowly_until_woken(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """Judging ticks at ``analysis.tick_s``; once the rollout is over (and nothing waits to
     be retired) the controller only drains the routers, every ``IDLE_TICK_S``; a start or a
     verb wakes its loop at once."""
@@ -356,10 +364,9 @@ def test_a_controller_with_nothing_left_to_move_ticks_slowly_until_woken(
 
     from rayrollout.controller.controller import IDLE_TICK_S, run_loop
 
-    cluster = Cluster(tmp_path / "r.db")
     doc = spec_doc(cluster.store, strategy={"steps": [{"weight": 10}]}, rollback_window_s=5,
                    drain_s=0)
-    rr.start(doc, port=cluster.port)
+    rr.start(doc, store_path=cluster.store, port=cluster.port)
     c = cluster.controller
     assert c.tick_s == 1.0  # the spec's analysis.tick_s
     assert cluster.run_until({"completed"}) == "completed"

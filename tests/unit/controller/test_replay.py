@@ -1,11 +1,11 @@
-"""Replay: a recorded rollout, fed back to fresh judges and ``decide``, decides the same."""
+"""Replay: a recorded rollout, fed back to fresh judges and ``decide``, decides the same. Each
+scenario is recorded once (SQLite) and copied into this test's store, on both backends."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ import pytest
 from rayrollout.controller.core import ControllerCore, replay, replay_rollout
 from rayrollout.controller.phases import Phase
 from rayrollout.controller.state import Command, RolloutState
-from rayrollout.controller.store import Store, canonical
+from rayrollout.controller.store import RolloutStore, Store, canonical
 from rayrollout.errors import NotFound
+from tests.unit.controller.conftest import Stores
 from tests.unit.controller.helpers import core_spec, drive
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -34,7 +35,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 TICKS = 56
-Record = Callable[[Store, str], ControllerCore]
+Record = Callable[[Stores, str], ControllerCore]
 
 
 @pytest.fixture(scope="module")
@@ -53,35 +54,29 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "replay.db")
-    yield s
-    s.close()
+def record(recordings: dict[str, tuple[Path, int]]) -> Record:
+    """A private copy of a scenario's recording in an empty store (tests tamper with it)."""
 
-
-@pytest.fixture
-def record(
-    recordings: dict[str, tuple[Path, int]], store: Store
-) -> Record:
-    """A private copy of a scenario's recording in ``store`` (tests tamper with it)."""
-
-    def load(into: Store, name: str) -> ControllerCore:
+    def load(into: Stores, name: str) -> ControllerCore:
         path, rollout = recordings[name]
-        src = sqlite3.connect(path)
-        dst = sqlite3.connect(into.path)
-        src.backup(dst)
-        src.close()
-        dst.close()
-        core = ControllerCore.load(into, "m")
+        into.load(path)
+        core = ControllerCore.load(into(), "m")
         assert core is not None and core.rollout == rollout
         return core
 
     return load
 
 
+def stored(core: ControllerCore) -> RolloutStore:
+    assert core.store is not None
+    return core.store
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_a_recorded_rollout_replays_identically(store: Store, record: Record, name: str) -> None:
-    core = record(store, name)
+def test_a_recorded_rollout_replays_identically(stores: Stores, record: Record, name: str
+                                                ) -> None:
+    core = record(stores, name)
+    store = stored(core)
     same, replayed, recorded = replay_rollout(store, core.rollout)
     assert same and replayed == recorded
     assert len(recorded) == core.state.seq >= 5
@@ -93,10 +88,11 @@ def test_a_recorded_rollout_replays_identically(store: Store, record: Record, na
 
 def test_the_scenarios_do_what_they_say(tmp_path: Path, record: Record) -> None:
     phases = {}
-    for n in SCENARIOS:
-        store = Store(tmp_path / f"{n}.db")
-        phases[n] = [e["phase_to"] for e in store.history(record(store, n).rollout)]
-        store.close()
+    for n in SCENARIOS:  # what is checked is the recordings: SQLite only
+        into = Stores("sqlite", str(tmp_path / f"{n}.db"))
+        core = record(into, n)
+        phases[n] = [e["phase_to"] for e in stored(core).history(core.rollout)]
+        into.close()
     assert phases["commands"] == ["deploying", "canary", "paused", "canary", "canary",
                                   "promoted", "completed"]
     assert phases["rollback-retry"][:4] == ["deploying", "canary", "rolled_back", "deploying"]
@@ -105,8 +101,9 @@ def test_the_scenarios_do_what_they_say(tmp_path: Path, record: Record) -> None:
     assert phases["plain"][-2:] == ["promoted", "completed"]
 
 
-def test_replay_of_the_ticks_alone_returns_the_decisions(store: Store, record: Record) -> None:
-    core = record(store, "commands")
+def test_replay_of_the_ticks_alone_returns_the_decisions(stores: Stores, record: Record) -> None:
+    core = record(stores, "commands")
+    store = stored(core)
     row = store.get(core.rollout)
     assert row is not None
     decisions = replay(core.spec, RolloutState.from_dict(row.initial), store.ticks(core.rollout))
@@ -116,20 +113,16 @@ def test_replay_of_the_ticks_alone_returns_the_decisions(store: Store, record: R
     assert decisions[-1].phase_to == Phase.COMPLETED
 
 
-def rewrite_tick(store: Store, rollout: int, index: int, change: Any) -> None:
-    raw = sqlite3.connect(store.path)
-    rows = raw.execute("SELECT id, inputs FROM ticks WHERE rollout = ? ORDER BY id",
-                       (rollout,)).fetchall()
+def rewrite_tick(stores: Stores, rollout: int, index: int, change: Any) -> None:
+    rows = stores.sql("SELECT id, inputs FROM ticks WHERE rollout = ? ORDER BY id", (rollout,))
     tick_id, blob = rows[index]
     inputs = json.loads(zlib.decompress(blob))
     change(inputs)
-    with raw:
-        raw.execute("UPDATE ticks SET inputs = ? WHERE id = ?",
-                    (zlib.compress(canonical(inputs).encode()), tick_id))
-    raw.close()
+    stores.sql("UPDATE ticks SET inputs = ? WHERE id = ?",
+               (zlib.compress(canonical(inputs).encode()), tick_id))
 
 
-def candidate_tick(store: Store, rollout: int) -> int:
+def candidate_tick(store: RolloutStore, rollout: int) -> int:
     """The index of a tick in step 1 with candidate traffic, before anything else happens."""
     for i, t in enumerate(store.ticks(rollout)):
         if 4 <= t["now"] <= 7 and any(e[1] == "v2" for e in t["events"]):
@@ -141,10 +134,11 @@ def fail_candidate(inputs: dict[str, Any]) -> None:
     inputs["events"] = [[*e[:4], 1 if e[1] == "v2" else e[4], *e[5:]] for e in inputs["events"]]
 
 
-def test_altering_one_stored_tick_makes_the_replay_differ(store: Store, record: Record) -> None:
-    core = record(store, "plain")
+def test_altering_one_stored_tick_makes_the_replay_differ(stores: Stores, record: Record) -> None:
+    core = record(stores, "plain")
+    store = stored(core)
     assert replay_rollout(store, core.rollout)[0]
-    rewrite_tick(store, core.rollout, candidate_tick(store, core.rollout), fail_candidate)
+    rewrite_tick(stores, core.rollout, candidate_tick(store, core.rollout), fail_candidate)
     same, replayed, recorded = replay_rollout(store, core.rollout)
     assert not same and replayed != recorded
     assert store.verify()[0]  # the log itself is intact: only the inputs were changed
@@ -152,9 +146,10 @@ def test_altering_one_stored_tick_makes_the_replay_differ(store: Store, record: 
 
 @pytest.mark.parametrize("field", ["now", "ready", "command"])
 def test_altering_other_tick_inputs_makes_the_replay_differ(
-    store: Store, record: Record, field: str
+    stores: Stores, record: Record, field: str
 ) -> None:
-    core = record(store, "commands" if field == "command" else "plain")
+    core = record(stores, "commands" if field == "command" else "plain")
+    store = stored(core)
     ticks = store.ticks(core.rollout)
     if field == "now":
         i, change = 0, lambda t: t.update(now=t["now"] + 0.25)
@@ -164,25 +159,24 @@ def test_altering_other_tick_inputs_makes_the_replay_differ(
     else:
         i = next(i for i, t in enumerate(ticks) if t["command"])
         change = lambda t: t["command"].update(actor="mallory")  # noqa: E731
-    rewrite_tick(store, core.rollout, i, change)
+    rewrite_tick(stores, core.rollout, i, change)
     assert replay_rollout(store, core.rollout)[0] is False
 
 
-def test_altering_the_log_makes_the_replay_differ(store: Store, record: Record) -> None:
-    core = record(store, "commands")
-    raw = sqlite3.connect(store.path)
-    with raw:
-        raw.execute("UPDATE log SET body = replace(body, 'pause by ann', 'pause by eve')")
-    raw.close()
+def test_altering_the_log_makes_the_replay_differ(stores: Stores, record: Record) -> None:
+    core = record(stores, "commands")
+    store = stored(core)
+    stores.sql("UPDATE log SET body = replace(body, 'pause by ann', 'pause by eve')")
     assert replay_rollout(store, core.rollout)[0] is False
     with pytest.raises(NotFound, match="no rollout 999"):  # answered 404, not 500
         replay_rollout(store, 999)
 
 
 def test_altered_inputs_that_make_a_recorded_command_illegal_report_a_difference(
-    store: Store, record: Record
+    stores: Stores, record: Record
 ) -> None:
-    core = record(store, "commands")
-    rewrite_tick(store, core.rollout, candidate_tick(store, core.rollout), fail_candidate)
+    core = record(stores, "commands")
+    store = stored(core)
+    rewrite_tick(stores, core.rollout, candidate_tick(store, core.rollout), fail_candidate)
     # the candidate now fails before the recorded pause, which can no longer be applied
     assert replay_rollout(store, core.rollout)[0] is False

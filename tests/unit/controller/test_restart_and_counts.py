@@ -5,14 +5,12 @@ recorded (rejected ones and events lost off a full buffer included)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import rayrollout.client.api as rr
 from rayrollout.controller.port import ControllerHandle
-from rayrollout.controller.store import Store
 from rayrollout.errors import UnavailableError
 from tests.unit.controller.test_controller import MODEL, Cluster, cluster, start
 
@@ -61,7 +59,7 @@ def test_wait_and_watch_wait_out_a_controller_restart(
 def test_the_store_accounts_for_every_request_the_routers_recorded(cluster: Cluster) -> None:
     ro = start(cluster)
     cluster.run_until({"canary"})
-    first = len(Store(cluster.store).ticks(ro.status()["rollout"]))
+    first = len(cluster.controller.store.ticks(ro.status()["rollout"]))
     routers = cluster.port.routers[MODEL]
     served = rejected = 0
     for _ in range(5):
@@ -73,7 +71,7 @@ def test_the_store_accounts_for_every_request_the_routers_recorded(cluster: Clus
         rejected += 2 * len(routers)
         cluster.clock.t += 1.0
         cluster.controller.step()
-    ticks = Store(cluster.store).ticks(ro.status()["rollout"])[first:]
+    ticks = cluster.controller.store.ticks(ro.status()["rollout"])[first:]
     assert sum(sum(t["requests"].values()) for t in ticks) == served
     assert sum(sum(t.get("rejected", {}).values()) for t in ticks) == rejected
     assert sum(len(t["events"]) for t in ticks) == served
@@ -81,8 +79,7 @@ def test_the_store_accounts_for_every_request_the_routers_recorded(cluster: Clus
     assert ro.replay()["identical"]  # the accounting is not an input of the decisions
 
 
-def test_events_lost_off_a_full_router_buffer_are_counted(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path / "r.db")
+def test_events_lost_off_a_full_router_buffer_are_counted(cluster: Cluster) -> None:
     ro = start(cluster)
     cluster.run_until({"canary"})
     for r in cluster.port.routers[MODEL]:
@@ -90,7 +87,7 @@ def test_events_lost_off_a_full_router_buffer_are_counted(tmp_path: Path) -> Non
     cluster.serve(25)
     cluster.clock.t += 1.0
     cluster.controller.step()
-    last = Store(cluster.store).ticks(ro.status()["rollout"])[-1]
+    last = cluster.controller.store.ticks(ro.status()["rollout"])[-1]
     n = len(cluster.port.routers[MODEL])
     assert sum(last["requests"].values()) == 25 * n
     assert len(last["events"]) == 10 * n and last["dropped_events"] == 15 * n

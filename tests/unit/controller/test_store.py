@@ -1,10 +1,11 @@
-"""The durable store: one transaction per tick, a tamper-evident log, resume after a crash."""
+"""The durable store: one transaction per tick, a tamper-evident log, resume after a crash.
+Every test runs on both backends (``stores``: SQLite and a real PostgreSQL) unless it says
+otherwise."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +14,15 @@ import pytest
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.phases import Phase
 from rayrollout.controller.state import Command, RolloutState
-from rayrollout.controller.store import GENESIS, Store, chain_hash
+from rayrollout.controller.store import GENESIS, RolloutStore, Store, chain_hash
 from rayrollout.spec import RolloutSpec
+from tests.unit.controller.conftest import Stores
 from tests.unit.controller.helpers import Sim, core_spec, drive, make_spec
 
 LOG_ONLY = ("log_seq", "rollout", "ts", "hash")
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "rollouts.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    s = Store(db)
-    yield s
-    s.close()
-
-
-def logged_journey(store: Store) -> tuple[int, Sim]:
+def logged_journey(store: RolloutStore) -> tuple[int, Sim]:
     """A pure journey (pause, approval, promotion) written to ``store`` tick by tick."""
     sim = Sim(make_spec(steps=(10, {"weight": 40, "approval": True}, 70)))
     rid = store.create("m", sim.spec.digest(), sim.spec.model_dump(mode="json"),
@@ -62,7 +52,7 @@ def logged_journey(store: Store) -> tuple[int, Sim]:
     return rid, sim
 
 
-def test_commit_writes_state_judges_inputs_and_log_together(store: Store) -> None:
+def test_commit_writes_state_judges_inputs_and_log_together(store: RolloutStore) -> None:
     rid, sim = logged_journey(store)
     row = store.get(rid)
     assert row is not None and row.model == "m" and row.digest == sim.spec.digest()
@@ -80,7 +70,7 @@ def test_commit_writes_state_judges_inputs_and_log_together(store: Store) -> Non
     assert ok and msg.startswith(f"{len(history)} entries, chain intact")
 
 
-def test_a_failed_commit_leaves_nothing_half_written(store: Store) -> None:
+def test_a_failed_commit_leaves_nothing_half_written(store: RolloutStore) -> None:
     rid, sim = logged_journey(store)
     before = (store.get(rid), store.history(rid), store.ticks(rid))
     bad = sim.decisions[-1].to_dict() | {"now": math.nan}  # strict JSON refuses NaN
@@ -91,60 +81,48 @@ def test_a_failed_commit_leaves_nothing_half_written(store: Store) -> None:
     assert store.verify()[0]
 
 
-def test_the_log_is_one_chain_across_rollouts(store: Store) -> None:
+def test_the_log_is_one_chain_across_rollouts(stores: Stores, store: RolloutStore) -> None:
     a, _ = logged_journey(store)
     b, _ = logged_journey(store)
     assert store.rollouts("m") == [a, b] and store.latest("m").id == b  # type: ignore[union-attr]
     everything = store.history()
     assert len(everything) == len(store.history(a)) + len(store.history(b))
     prev = GENESIS
-    with sqlite3.connect(store.path) as raw:
-        for body, p, h in raw.execute("SELECT body, prev, hash FROM log ORDER BY seq"):
-            assert p == prev and h == chain_hash(prev, body)
-            prev = h
+    for body, p, h in stores.sql("SELECT body, prev, hash FROM log ORDER BY seq"):
+        assert p == prev and h == chain_hash(prev, body)
+        prev = h
     assert store.verify()[0]
 
 
-def tamper(path: Path, *sql: tuple[str, tuple[Any, ...]]) -> None:
-    raw = sqlite3.connect(path)
-    with raw:
-        for q, args in sql:
-            raw.execute(q, args)
-    raw.close()
-
-
-def test_verify_finds_an_altered_entry(db: Path, store: Store) -> None:
+def test_verify_finds_an_altered_entry(stores: Stores, store: RolloutStore) -> None:
     logged_journey(store)
-    tamper(db, ("UPDATE log SET body = replace(body, 'pause by', 'approve by') WHERE seq = 3",
-                ()))
+    stores.sql("UPDATE log SET body = replace(body, 'pause by', 'approve by') WHERE seq = 3")
     assert store.verify() == (False, "entry 3: contents do not match its hash (altered)")
-    assert Store(db).verify()[0] is False  # also seen by a fresh process
+    assert stores().verify()[0] is False  # also seen by a fresh process
 
 
-def test_verify_finds_a_removed_entry(db: Path, store: Store) -> None:
+def test_verify_finds_a_removed_entry(stores: Stores, store: RolloutStore) -> None:
     logged_journey(store)
-    tamper(db, ("DELETE FROM log WHERE seq = 4", ()))
+    stores.sql("DELETE FROM log WHERE seq = 4")
     ok, msg = store.verify()
     assert not ok and msg.startswith("entry 5: previous-hash link broken")
 
 
 @pytest.mark.parametrize("what", ["rows", "bodies"])
-def test_verify_finds_a_reordered_pair(db: Path, store: Store, what: str) -> None:
+def test_verify_finds_a_reordered_pair(stores: Stores, store: RolloutStore, what: str) -> None:
     logged_journey(store)
-    raw = sqlite3.connect(db)
-    rows = {s: r for s, *r in raw.execute("SELECT seq, ts, body, prev, hash FROM log")}
-    raw.close()
+    rows = {s: r for s, *r in stores.sql("SELECT seq, ts, body, prev, hash FROM log")}
     cols = "ts = ?, body = ?, prev = ?, hash = ?" if what == "rows" else "body = ?"
     pick = (lambda r: tuple(r)) if what == "rows" else (lambda r: (r[1],))
-    tamper(db, (f"UPDATE log SET {cols} WHERE seq = 5", (*pick(rows[6]),)),
-           (f"UPDATE log SET {cols} WHERE seq = 6", (*pick(rows[5]),)))
+    stores.sql(f"UPDATE log SET {cols} WHERE seq = 5", (*pick(rows[6]),))
+    stores.sql(f"UPDATE log SET {cols} WHERE seq = 6", (*pick(rows[5]),))
     ok, msg = store.verify()
     assert not ok and msg.startswith("entry 5:")
 
 
-def test_verify_finds_a_removed_last_entry(db: Path, store: Store) -> None:
+def test_verify_finds_a_removed_last_entry(stores: Stores, store: RolloutStore) -> None:
     logged_journey(store)
-    tamper(db, ("DELETE FROM log WHERE seq = (SELECT max(seq) FROM log)", ()))
+    stores.sql("DELETE FROM log WHERE seq = (SELECT max(seq) FROM log)")
     assert store.verify()[0] is False
 
 
@@ -156,14 +134,14 @@ TICKS = 56
 SEED = 3
 
 
-def comparable(store: Store, rid: int) -> list[dict[str, Any]]:
+def comparable(store: RolloutStore, rid: int) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k not in ("log_seq", "rollout")}
             for e in store.history(rid)]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """The log of a run that never crashed."""
+    """The log of a run that never crashed (SQLite: the other backend must match it)."""
     store = Store(tmp_path_factory.mktemp("ref") / "r.db")
     core = ControllerCore.create(store, core_spec(), 0.0, 0)
     drive(core, range(TICKS), seed=SEED, err=ERR, commands=COMMANDS)
@@ -177,13 +155,13 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("crash_at", [1, 5, 21, 30, 42])
 def test_a_restarted_controller_resumes_where_it_was(
-    db: Path, reference: list[dict[str, Any]], crash_at: int
+    stores: Stores, reference: list[dict[str, Any]], crash_at: int
 ) -> None:
-    first = Store(db)
+    first = stores()
     core = ControllerCore.create(first, core_spec(), 0.0, 0)
     drive(core, range(crash_at), seed=SEED, err=ERR, commands=COMMANDS)
-    # the process dies here: no close, no goodbye; a new one opens the same file
-    second = Store(db)
+    # the process dies here: no close, no goodbye; a new one opens the same store
+    second = stores()
     loaded = ControllerCore.load(second, "m")
     assert loaded is not None and loaded.rollout == core.rollout
     assert loaded.state == core.state  # same phase, step, epoch, counts, attempt
@@ -196,11 +174,10 @@ def test_a_restarted_controller_resumes_where_it_was(
     assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
     assert second.verify()[0]
     assert replay_rollout(second, loaded.rollout)[0]
-    first.close()
-    second.close()
 
 
-def test_load_finds_nothing_for_an_unknown_model_and_the_latest_otherwise(store: Store) -> None:
+def test_load_finds_nothing_for_an_unknown_model_and_the_latest_otherwise(
+        store: RolloutStore) -> None:
     assert ControllerCore.load(store, "m") is None
     a = ControllerCore.create(store, core_spec(), 0.0, 0)
     b = ControllerCore.create(store, core_spec(rollback_window_s=9.0), 1.0, 4)
@@ -211,7 +188,8 @@ def test_load_finds_nothing_for_an_unknown_model_and_the_latest_otherwise(store:
 
 
 class FlakyStore(Store):
-    """A store whose next commit fails as a locked or full disk would."""
+    """A store whose next commit fails as a locked or full disk would (SQLite only: what is
+    tested is the core, not the store)."""
 
     fail = False
 
@@ -223,8 +201,8 @@ class FlakyStore(Store):
 
 
 @pytest.mark.parametrize("kind", ["command", "events"])
-def test_a_failed_commit_does_not_advance_the_core(db: Path, kind: str) -> None:
-    store = FlakyStore(db)
+def test_a_failed_commit_does_not_advance_the_core(tmp_path: Path, kind: str) -> None:
+    store = FlakyStore(tmp_path / "rollouts.db")
     core = ControllerCore.create(store, core_spec(), 0.0, 0)
     drive(core, range(5), seed=SEED)
     before = (core.state, core.judge_states())
@@ -238,16 +216,16 @@ def test_a_failed_commit_does_not_advance_the_core(db: Path, kind: str) -> None:
     store.close()
 
 
-def test_resume_keeps_the_spec_order_of_checks_so_replay_matches(tmp_path: Path) -> None:
+def test_resume_keeps_the_spec_order_of_checks_so_replay_matches(stores: Stores) -> None:
     """The store sorts JSON keys; checks listed out of alphabetical order must come back in
     the spec's order, or every later decision's evidence (and so the replay) would differ."""
     doc = core_spec().model_dump(mode="json")
     doc["analysis"]["checks"] = list(reversed(doc["analysis"]["checks"]))  # latency, errors
     spec = RolloutSpec.model_validate(doc)
-    store = Store(tmp_path / "o.db")
+    store = stores()
     core = ControllerCore.create(store, spec, 0.0, 0)
     drive(core, range(10), seed=SEED)
-    loaded = ControllerCore.load(Store(tmp_path / "o.db"), spec.model)  # a restarted controller
+    loaded = ControllerCore.load(stores(), spec.model)  # a restarted controller
     assert loaded is not None and list(loaded.judges["v2"]) == ["latency", "errors"]
     core = loaded
     drive(core, range(10, 40), seed=SEED)

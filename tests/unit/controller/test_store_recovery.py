@@ -1,5 +1,8 @@
-"""The store when SQLite fails: busy, full, corrupt, no WAL; tick retention, paging of the log,
-and file permissions. Real SQLite files throughout."""
+"""The store when it fails: busy, full, corrupt, no WAL; tick retention, paging of the log,
+and file permissions. Busy stores, rows with invalid contents, retention and paging run on
+both backends (``stores``: a real SQLite file, a real PostgreSQL database); a full disk, a
+damaged or foreign file, WAL, SQLite's work per page and file permissions are SQLite's own and
+run on SQLite only (``db``, ``store_file``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rayrollout.controller.store import Store, TickRetention
+from rayrollout.controller.store import RolloutStore, Store, TickRetention
 from rayrollout.errors import (
     ConfigError,
     InputsPruned,
@@ -23,6 +26,7 @@ from rayrollout.errors import (
     UnavailableError,
     http_status,
 )
+from tests.unit.controller.conftest import Stores
 
 STATE = {"phase": "canary", "n": 0}
 
@@ -33,13 +37,20 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
+def store_file(db: Path) -> Iterator[Store]:
+    """A SQLite store (for the tests of what only SQLite does)."""
     s = Store(db, busy_timeout_s=0.05)
     yield s
     s.close()
 
 
-def tick(store: Store, rid: int, n: int, now: float | None = None, **kw: Any) -> None:
+@pytest.fixture
+def store(stores: Stores) -> RolloutStore:
+    """A store on either backend that waits at most 0.05 s for another writer."""
+    return stores(busy_timeout_s=0.05)
+
+
+def tick(store: RolloutStore, rid: int, n: int, now: float | None = None, **kw: Any) -> None:
     store.commit(rid, {**STATE, "n": n}, {"j": n}, float(n) if now is None else now,
                  {"now": n}, {"seq": n, "reason": f"tick {n}"}, **kw)
 
@@ -56,16 +67,12 @@ def seen_from_outside(db: Path, rid: int) -> tuple[str, int]:
 # -- busy ----------------------------------------------------------------------------------------
 
 
-def test_a_busy_store_says_so_and_stays_usable(db: Path, store: Store) -> None:
+def test_a_busy_store_says_so_and_stays_usable(stores: Stores, store: RolloutStore) -> None:
     rid = store.create("m", "d", {}, STATE)
     tick(store, rid, 1)
-    other = sqlite3.connect(db, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    with pytest.raises(StoreBusy, match="busy") as e:
+    with stores.write_locked(), pytest.raises(StoreBusy, match="busy") as e:
         tick(store, rid, 2)
     assert isinstance(e.value, UnavailableError) and http_status(e.value) == 503
-    other.execute("ROLLBACK")
-    other.close()
     tick(store, rid, 3)  # usable again, and the failed tick left nothing
     assert [h["seq"] for h in store.history(rid)] == [1, 3]
     assert store.verify()[0]
@@ -112,7 +119,9 @@ def test_without_wal_the_store_warns_syncs_fully_and_survives_a_busy_commit(
 # -- full disk -----------------------------------------------------------------------------------
 
 
-def test_a_full_disk_names_the_real_error_and_keeps_the_last_commit(db: Path, store: Store) -> None:
+def test_a_full_disk_names_the_real_error_and_keeps_the_last_commit(
+        db: Path, store_file: Store) -> None:
+    store = store_file
     rid = store.create("m", "d", {}, STATE)
     tick(store, rid, 1)
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
@@ -140,7 +149,8 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(db: Path) -> None:
     assert str(db) in str(e.value) and "backup" in str(e.value)
 
 
-def test_a_damaged_database_is_a_clear_error(db: Path, store: Store) -> None:
+def test_a_damaged_database_is_a_clear_error(db: Path, store_file: Store) -> None:
+    store = store_file
     rid = store.create("m", "d", {}, STATE)
     for n in range(1, 30):
         tick(store, rid, n)
@@ -155,26 +165,22 @@ def test_a_damaged_database_is_a_clear_error(db: Path, store: Store) -> None:
 
 
 @pytest.mark.parametrize("column", ["state", "spec", "judges"])
-def test_a_row_with_invalid_json_is_a_clear_error(db: Path, store: Store, column: str) -> None:
+def test_a_row_with_invalid_json_is_a_clear_error(
+        stores: Stores, store: RolloutStore, column: str) -> None:
     rid = store.create("m", "d", {}, STATE)
-    raw = sqlite3.connect(db)
-    with raw:
-        raw.execute(f"UPDATE rollouts SET {column} = '{{oops' WHERE id = ?", (rid,))
-    raw.close()
+    stores.sql(f"UPDATE rollouts SET {column} = '{{oops' WHERE id = ?", (rid,))
     for read in (lambda: store.latest("m"), lambda: store.get(rid)):
         with pytest.raises(StoreCorrupt, match=f"rollout {rid}.*{column}"):
             read()
 
 
-def test_a_log_entry_or_tick_with_invalid_contents_is_a_clear_error(db: Path, store: Store) -> None:
+def test_a_log_entry_or_tick_with_invalid_contents_is_a_clear_error(
+        stores: Stores, store: RolloutStore) -> None:
     rid = store.create("m", "d", {}, STATE)
     tick(store, rid, 1)
     tick(store, rid, 2)
-    raw = sqlite3.connect(db)
-    with raw:
-        raw.execute("UPDATE log SET body = 'nope' WHERE seq = 2")
-        raw.execute("UPDATE ticks SET inputs = x'00ff' WHERE id = 1")
-    raw.close()
+    stores.sql("UPDATE log SET body = 'nope' WHERE seq = 2")
+    stores.sql("UPDATE ticks SET inputs = ? WHERE id = 1", (b"\x00\xff",))
     with pytest.raises(StoreCorrupt, match="log entry 2"):
         store.history(rid)
     with pytest.raises(StoreCorrupt, match=f"tick .* of rollout {rid}"):
@@ -184,8 +190,8 @@ def test_a_log_entry_or_tick_with_invalid_contents_is_a_clear_error(db: Path, st
 # -- retention and paging ------------------------------------------------------------------------
 
 
-def test_ticks_of_old_rollouts_are_pruned_but_their_log_is_kept(db: Path) -> None:
-    store = Store(db, retention=TickRetention(keep_rollouts=2))
+def test_ticks_of_old_rollouts_are_pruned_but_their_log_is_kept(stores: Stores) -> None:
+    store = stores(retention=TickRetention(keep_rollouts=2))
     ids = []
     for _ in range(4):
         rid = store.create("m", "d", {}, STATE)
@@ -200,24 +206,18 @@ def test_ticks_of_old_rollouts_are_pruned_but_their_log_is_kept(db: Path) -> Non
         assert len(store.history(old)) == 3  # the decisions themselves stay
     assert [len(store.ticks(r)) for r in ids[2:]] == [3, 3] and len(store.ticks(other)) == 1
     assert store.verify()[0]
-    raw = sqlite3.connect(db)
-    assert raw.execute("SELECT count(*) FROM ticks").fetchone()[0] == 7
-    raw.close()
-    store.close()
+    assert stores.sql("SELECT count(*) FROM ticks") == [(7,)]
 
 
-def test_ticks_older_than_max_age_are_pruned(db: Path) -> None:
-    store = Store(db, retention=TickRetention(keep_rollouts=None, max_age_s=10.0))
+def test_ticks_older_than_max_age_are_pruned(stores: Stores) -> None:
+    store = stores(retention=TickRetention(keep_rollouts=None, max_age_s=10.0))
     rid = store.create("m", "d", {}, STATE)
     for n in range(0, 30, 5):
         tick(store, rid, n)
     with pytest.raises(InputsPruned, match="max_age_s"):
         store.ticks(rid)
     assert len(store.history(rid)) == 6
-    raw = sqlite3.connect(db)
-    assert [r[0] for r in raw.execute("SELECT now FROM ticks ORDER BY id")] == [15.0, 20.0, 25.0]
-    raw.close()
-    store.close()
+    assert stores.sql("SELECT now FROM ticks ORDER BY id") == [(15.0,), (20.0,), (25.0,)]
 
 
 @pytest.mark.parametrize(("env", "field"), [
@@ -235,7 +235,7 @@ def test_retention_from_the_environment(env: dict[str, str], field: str) -> None
         TickRetention.from_env(env)
 
 
-def test_history_pages_in_sql(db: Path, store: Store) -> None:
+def test_history_pages_in_sql(store: RolloutStore) -> None:
     rid = store.create("m", "d", {}, STATE)
     for n in range(1, 11):
         tick(store, rid, n)
@@ -261,7 +261,8 @@ def vm_steps(store: Store, read: Any) -> int:
     return steps
 
 
-def test_a_page_of_history_costs_the_same_however_long_the_log(store: Store) -> None:
+def test_a_page_of_history_costs_the_same_however_long_the_log(store_file: Store) -> None:
+    store = store_file
     rid = store.create("m", "d", {}, STATE)
     for n in range(1, 21):
         tick(store, rid, n)
@@ -279,7 +280,9 @@ def mode(p: Path) -> int:
     return stat.S_IMODE(p.stat().st_mode)
 
 
-def test_the_store_folder_is_private_and_its_files_owner_only(db: Path, store: Store) -> None:
+def test_the_store_folder_is_private_and_its_files_owner_only(db: Path, store_file: Store
+                                                              ) -> None:
+    store = store_file
     rid = store.create("m", "d", {}, STATE)
     tick(store, rid, 1)
     assert mode(db.parent) == 0o700
