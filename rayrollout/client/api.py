@@ -17,22 +17,34 @@
 Every function takes an optional ``port`` (a ``ServePort``); the default is the real Ray Serve
 (``rayrollout.serving.port.RayServePort``), and ``rayrollout.controller.fake.FakeServePort``
 runs the same calls in memory.
+
+Controller restarts: Ray restarts the controller after a crash or the loss of its node (a few
+seconds). Every call of a ``Rollout`` rides through it: a call that finds the controller
+unavailable (or its store busy or unreachable: nothing was written) is tried again, backing
+off, for up to ``retry_s`` (default ``RETRY_S``), and only then raises ``UnavailableError``. A
+verb that the controller stored but could not carry out (``NotCarriedOut``: the routers could
+not be reached) is not retried: it raises at once, and the controller carries it out later.
+A verb is sent with an id of its own, and the controller answers a verb whose id it has
+already applied with the status instead of applying it again, so a verb retried after its
+answer was lost is applied once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rayrollout.controller.phases import FINAL
 from rayrollout.controller.port import ControllerHandle, ServePort
-from rayrollout.errors import UnavailableError
+from rayrollout.errors import NotCarriedOut, UnavailableError
 from rayrollout.names import version_app_name
 from rayrollout.spec import RolloutSpec, RouterConfig, load_spec
 
 FINAL_PHASES = frozenset(str(p) for p in FINAL)
+RETRY_S = 30.0  # how long a call waits out an unavailable controller (a restart) by default
 
 
 def default_port() -> ServePort:
@@ -67,38 +79,77 @@ def start(
     store_path: str | None = None,
     route_prefix: str = "/",
     port: ServePort | None = None,
+    retry_s: float = RETRY_S,
 ) -> Rollout:
-    """Validate ``spec``, make sure stable and router serve, and start the rollout."""
+    """Validate ``spec``, make sure stable and router serve, and start the rollout.
+    ``store_path``: the store's target (a SQLite path or a PostgreSQL URL; default: the spec's
+    ``store_url`` or ``store_path``)."""
     s = load_spec(spec)
     p = port or default_port()
     ensure_serving(s, route_prefix, p)
-    ro = Rollout(s.model, p.controller(s.model, store_path or s.store_path))
-    ro._h.call("start", s.model_dump(mode="json"), "python-api")
+    ro = Rollout(s.model, p.controller(s.model, store_path or s.store_target()), retry_s)
+    # Starting the same spec again while it runs is a no-op, so a retry cannot start it twice.
+    ro._call("start", s.model_dump(mode="json"), "python-api")
     return ro
 
 
-def connect(model: str, port: ServePort | None = None) -> Rollout:
+def connect(model: str, port: ServePort | None = None, retry_s: float = RETRY_S) -> Rollout:
     """Attach to the running controller of ``model`` (``NotFound`` if there is none)."""
-    return Rollout(model, controller_handle(model, create=False, port=port))
+    return Rollout(model, controller_handle(model, create=False, port=port), retry_s)
 
 
 class Rollout:
     """Steer one model's rollouts. Every verb returns the status after it took effect; a verb
-    the phase does not allow raises ``IllegalTransition``."""
+    the phase does not allow raises ``IllegalTransition``.
 
-    def __init__(self, model: str, handle: ControllerHandle) -> None:
+    Each call waits out an unavailable controller (Ray restarting it) for up to ``retry_s``
+    seconds, then raises ``UnavailableError``; a verb is applied once however often it is
+    tried (see the module's docstring). ``sleep`` and ``monotonic`` default to ``time``'s."""
+
+    def __init__(self, model: str, handle: ControllerHandle, retry_s: float = RETRY_S, *,
+                 sleep: Callable[[float], None] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        if not retry_s >= 0:
+            raise ValueError(f"retry_s={retry_s!r} must be a number of seconds >= 0")
         self.model = model
+        self.retry_s = retry_s
         self._h = handle
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def _now(self) -> float:
+        return (self._monotonic or time.monotonic)()
+
+    def _call(self, method: str, *args: Any, deadline: float | None = None) -> Any:
+        """``method`` on the controller, tried again while it is unavailable, until
+        ``retry_s`` has passed (or ``deadline``, on the monotonic clock, if sooner)."""
+        end = self._now() + self.retry_s
+        if deadline is not None:
+            end = min(end, deadline)
+        delay = 0.1
+        while True:
+            try:
+                return self._h.call(method, *args)
+            except UnavailableError as e:
+                if isinstance(e, NotCarriedOut):  # applied: the controller answered
+                    raise
+                left = end - self._now()
+                if left <= 0:
+                    raise
+                (self._sleep or time.sleep)(min(delay, left))
+                delay = min(delay * 2, 2.0)
 
     def status(self) -> dict[str, Any]:
-        return dict(self._h.call("status"))
+        return dict(self._call("status"))
 
     def history(self, limit: int | None = None, all_rollouts: bool = False) -> list[dict[str, Any]]:
-        return list(self._h.call("history", limit, all_rollouts))
+        return list(self._call("history", limit, all_rollouts))
 
     def _verb(self, verb: str, full: bool = False, candidate: str | None = None,
               reason: str = "") -> dict[str, Any]:
-        return dict(self._h.call("command", verb, "python-api", full, candidate, reason))
+        request = uuid.uuid4().hex  # the same id on every try: applied once
+        return dict(self._call("command", verb, "python-api", full, candidate, reason,
+                               request))
 
     def pause(self, reason: str = "") -> dict[str, Any]:
         return self._verb("pause", reason=reason)
@@ -122,50 +173,43 @@ class Rollout:
         return self._verb("undo")
 
     def verify(self) -> dict[str, Any]:
-        return dict(self._h.call("verify"))
+        return dict(self._call("verify"))
 
     def replay(self, rollout: int | None = None) -> dict[str, Any]:
-        return dict(self._h.call("replay", rollout))
+        return dict(self._call("replay", rollout))
 
-    def _poll(self, deadline: float | None) -> dict[str, Any] | None:
-        """The status, or None while the controller is unavailable (Ray is restarting it: it
-        reloads the rollout from its store and answers again). Past ``deadline`` an
-        unavailable controller is an error."""
-        try:
-            return self.status()
-        except UnavailableError:
-            if deadline is not None and time.monotonic() > deadline:
-                raise
-            return None
+    def _poll(self, deadline: float | None) -> dict[str, Any]:
+        """The status, waiting out a controller restart (Ray restarts it and it reloads the
+        rollout from its store) for up to ``retry_s``, and never past ``deadline``; then
+        ``UnavailableError``."""
+        return dict(self._call("status", deadline=deadline))
 
     def watch(self, interval_s: float = 1.0, timeout_s: float | None = None
               ) -> Iterator[dict[str, Any]]:
         """Yield the status every ``interval_s`` until the rollout's outcome is known (promoted,
         completed or rolled back) or ``timeout_s`` passes. A controller restart is waited out
-        (nothing is yielded while it is unavailable); ``UnavailableError`` only if it is still
-        unavailable when ``timeout_s`` has passed."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        (nothing is yielded while it is unavailable); ``UnavailableError`` if it stays
+        unavailable for ``retry_s``, or still is when ``timeout_s`` has passed."""
+        deadline = None if timeout_s is None else self._now() + timeout_s
         while True:
             st = self._poll(deadline)
-            if st is not None:
-                yield st
-                if st["phase"] in FINAL_PHASES:
-                    return
-            if deadline is not None and time.monotonic() > deadline:
+            yield st
+            if st["phase"] in FINAL_PHASES:
                 return
-            time.sleep(interval_s)
+            if deadline is not None and self._now() > deadline:
+                return
+            (self._sleep or time.sleep)(interval_s)
 
     def wait(self, phases: set[str] | frozenset[str] = FINAL_PHASES,
              timeout_s: float = 600.0) -> dict[str, Any]:
         """Block until the phase is one of ``phases``; TimeoutError otherwise. A controller
-        restart is waited out; ``UnavailableError`` only if the controller is still
-        unavailable at the deadline."""
-        deadline = time.monotonic() + timeout_s
+        restart is waited out; ``UnavailableError`` if the controller stays unavailable for
+        ``retry_s``, or still is at the deadline."""
+        deadline = self._now() + timeout_s
         while True:
             st = self._poll(deadline)
-            if st is not None and st["phase"] in phases:
+            if st["phase"] in phases:
                 return st
-            if time.monotonic() > deadline:
-                phase = st["phase"] if st is not None else "unknown"
-                raise TimeoutError(f"{self.model}: still {phase} after {timeout_s:g} s")
-            time.sleep(0.2)
+            if self._now() > deadline:
+                raise TimeoutError(f"{self.model}: still {st['phase']} after {timeout_s:g} s")
+            (self._sleep or time.sleep)(0.2)

@@ -21,25 +21,41 @@ Guarantees:
   no table, candidate or undo window needs it by then.
 * A person's verb never waits behind the slow part of a tick: collecting from the routers and
   reading app status happen before the lock is taken.
+* One controller acts per model (fencing): the constructor takes the model's lease in the
+  store (``RolloutStore.acquire``) and every write carries its token; a tick begins by checking
+  that the lease is still its own, and so does a table push that is not part of a decision it
+  just committed. Once a newer controller holds the lease (``Fenced``), this one stops for good:
+  no push, deploy, delete or log entry; its loop ends, its status says so, verbs raise
+  ``Fenced`` (409).
+* Health every tick: Serve's applications are read once per tick in every phase that has
+  something to watch, and what they say of the stable's and the candidates' apps is an input
+  of ``decide`` (recorded with the tick, so a replay reproduces a rollback for a lost replica).
+* Reconciliation: routers at a newer epoch than the store are reported to ``decide`` (an input
+  too), which moves the epoch above theirs, instead of pushing tables they would ignore.
+* A verb call with an id (``request``) is applied once: the same id again is answered with
+  the status (the Python API retries a verb whose answer a controller restart lost).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rayrollout.controller.capacity import app_health, running
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
 from rayrollout.controller.phases import ACTIVE, FINAL, TERMINAL, Phase
 from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, AppStatus, ServePort
 from rayrollout.controller.state import Action, Command, Decision
-from rayrollout.controller.store import Store
+from rayrollout.controller.store import RolloutStore
 from rayrollout.dataplane.aggregates import Collected
-from rayrollout.errors import ConfigError, Conflict
+from rayrollout.errors import ConfigError, Conflict, Fenced, NotCarriedOut, UnavailableError
 from rayrollout.names import version_app_name
 from rayrollout.notify import Notifier, make_notifier
 from rayrollout.spec import NotifierSpec, RolloutSpec
@@ -49,16 +65,27 @@ log = logging.getLogger("rayrollout.controller")
 
 Clock = Callable[[], float]
 IDLE_TICK_S = 2.0  # between ticks of a controller with no rollout that can still move
+RECENT_REQUESTS = 1000  # verb call ids remembered in memory (older ones are found in the log)
+REQUEST_LOOKBACK = 500  # log entries of the rollout searched for a verb call id after a restart
+# Phases in which Serve's apps are read every tick (deploys, capacity, health).
+WATCHED = ACTIVE | {Phase.PROMOTED}
+
+
+def default_owner() -> str:
+    """A readable name of this incarnation for the store's lease: host and process id."""
+    return f"{socket.gethostname()}/pid {os.getpid()}"
 
 
 class RolloutController:
     def __init__(
         self,
         model: str,
-        store: Store,
+        store: RolloutStore,
         port: ServePort,
         clock: Clock = time.time,
         notifier: Callable[[NotifierSpec], Notifier] = make_notifier,
+        owner: str | None = None,
+        store_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -68,9 +95,17 @@ class RolloutController:
         self._lock = threading.RLock()
         self.notifications: list[dict[str, Any]] = []
         self._retiring: dict[str, float] = {}  # version -> when its app may be deleted
-        self.wake = threading.Event()  # set by a start or a verb: tick now
+        self.wake = threading.Event()  # set by a start, a verb or a fencing: tick now
         self.ticks = 0
-        self.core = ControllerCore.load(self.store, model)
+        # What the status says of the store (the actor adds where it is and any warning).
+        self.store_info: dict[str, Any] = dict(store_info or {"where": store.where})
+        self.owner = owner or default_owner()
+        self.fenced: dict[str, Any] | None = None  # set once a newer controller holds the lease
+        self._requests: dict[str, int] = {}  # verb call id -> the decision that applied it
+        # The lease first: from now on an older incarnation can write nothing.
+        self.token = store.acquire(model, self.owner)
+        log.info("controller of %s: lease taken by %s (token %d)", model, self.owner, self.token)
+        self.core = ControllerCore.load(self.store, model, self.token)
         if self.core is not None:
             self._resume()
 
@@ -98,6 +133,7 @@ class RolloutController:
         s = RolloutSpec.model_validate(spec)
         self._check_reach(s)
         with self._lock:
+            self._check_lease()
             if declarative and self._ran(s):
                 return self.status()
             cur = self.core
@@ -115,7 +151,11 @@ class RolloutController:
                 self._apply(cur, [Action("delete", version=cur.state.previous_stable)])
             epoch = cur.state.epoch if cur is not None else self._router_epoch()
             self._deploy(s, s.stable.name)
-            self.core = ControllerCore.create(self.store, s, self.clock(), epoch)
+            try:
+                self.core = ControllerCore.create(self.store, s, self.clock(), epoch, self.token)
+            except Fenced as e:
+                self._fence(e)
+                raise
             log.info("rollout %s of %s started by %s", self.core.rollout, s.model, actor)
         self.wake.set()
         return self.status()
@@ -147,34 +187,69 @@ class RolloutController:
         full: bool = False,
         candidate: str | None = None,
         reason: str = "",
+        request: str | None = None,
     ) -> dict[str, Any]:
         """Apply a person's verb now (not at the next tick); a refused one raises
-        ``IllegalTransition`` (409) and changes nothing."""
-        capacity = self._capacity(self.core, self._apps()) if self.core is not None else {}
+        ``IllegalTransition`` (409) and changes nothing. ``request``: the caller's id for this
+        call; a call whose id was already applied (a retry after a lost answer) returns the
+        status and applies nothing. ``Fenced`` (409) once a newer controller took over."""
+        self._check_fenced()
+        apps = self._apps() if self.core is not None else None
+        capacity = self._capacity(self.core, apps or {}) if self.core is not None else {}
         with self._lock:
             core = self._need_core()
-            cmd = Command(verb, actor, full, candidate, reason)
-            actions, decision = core.tick(self.clock(), command=cmd, capacity=capacity)
-            self._apply(core, actions, decision)
+            if request and self._applied(core, request):
+                log.info("verb %s (call %s) was applied already: not again", verb, request)
+                return self.status()
+            cmd = Command(verb, actor, full, candidate, reason, request or "")
+            try:
+                actions, decision = core.tick(self.clock(), command=cmd, capacity=capacity)
+            except Fenced as e:
+                self._fence(e)
+                raise
+            if request and decision is not None:
+                self._requests[request] = decision.seq
+                while len(self._requests) > RECENT_REQUESTS:
+                    del self._requests[next(iter(self._requests))]
+            try:
+                self._apply(core, actions, decision)
+            except Fenced as e:
+                self._fence(e)
+                raise
+            except UnavailableError as e:
+                raise NotCarriedOut(f"{verb} was decided and stored (decision {core.state.seq}),"
+                                    f" but carrying it out failed: {e}; it is carried out again "
+                                    "on a later tick or restart") from e
         self.wake.set()
         return self.status()
+
+    def _applied(self, core: ControllerCore, request: str) -> bool:
+        """Whether a verb call with this id was applied (in memory, else in the rollout's log:
+        a restarted controller remembers what its predecessor applied)."""
+        if request in self._requests:
+            return True
+        return any(e.get("request") == request
+                   for e in self.store.history(core.rollout, REQUEST_LOOKBACK))
 
     def status(self) -> dict[str, Any]:
         """The rollout as the status page, the CLI and the Python API show it; ``allowed_verbs``
         are the verbs ``decide`` would accept now, ``final`` says the outcome is known."""
         with self._lock:
             core = self.core
+            who = {"controller": {"owner": self.owner, "token": self.token},
+                   "fenced": self.fenced, "store": dict(self.store_info)}
             if core is None:
                 return {"model": self.model, "phase": "none", "rollout": None,
-                        "allowed_verbs": [], "final": True}
+                        "allowed_verbs": [], "final": True, **who}
             s, spec = core.state, core.spec
             return {
+                **who,
                 "model": self.model,
                 "rollout": core.rollout,
                 "attempt": s.attempt,
                 "phase": str(s.phase),
                 "final": s.phase in FINAL,
-                "allowed_verbs": allowed_verbs(s, spec),
+                "allowed_verbs": [] if self.fenced else allowed_verbs(s, spec),
                 "step": s.step,
                 "steps": [st.model_dump() for st in spec.strategy.steps],
                 "epoch": s.epoch,
@@ -185,6 +260,7 @@ class RolloutController:
                 "previous_stable": s.previous_stable,
                 "retire_at": s.retire_at,
                 "candidates": [c.__dict__ for c in s.candidates],
+                "down": dict(s.down),
                 "phase_since": s.phase_since,
                 "step_requests": s.step_requests,
                 "step_need": self._step_need(core),
@@ -238,36 +314,63 @@ class RolloutController:
     # -- the tick ------------------------------------------------------------------------------
 
     def step(self) -> Decision | None:
-        """One tick: collect, judge, decide, persist, act, then retire drained apps."""
+        """One tick: check the lease, collect, judge, decide, persist, act, then retire drained
+        apps. A fenced controller does nothing (and its loop has ended)."""
+        if self.fenced is not None or not self._lease_held():
+            return None  # collecting would drain events the controller in charge needs
         parts = self._collect()
         core = self.core
-        apps = self._apps() if core is not None and (
-            core.state.phase in ACTIVE or core.state.phase == Phase.PAUSED) else {}
-        status = self._deploy_status(core, apps) if core is not None else (frozenset(), {})
-        capacity = self._capacity(core, apps) if core is not None else {}
+        apps = self._apps() if core is not None and core.state.phase in WATCHED else None
+        status = self._deploy_status(core, apps or {}) if core is not None else (frozenset(), {})
+        capacity = self._capacity(core, apps or {}) if core is not None else {}
         with self._lock:
             self.ticks += 1
-            if core is None or core is not self.core:
+            if core is None or core is not self.core or self.fenced is not None:
                 return None
-            # Request events reach the judges in arrival order across replicas: the core holds
-            # each until no replica can still report an earlier one (the smallest watermark).
-            events = [e for p in parts for e in p.events]
-            watermark = min(p.watermark for p in parts) if parts else None
-            shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
-            labelled = sorted((e for p in parts for e in p.labelled), key=lambda e: e.t)
-            requests, rejected = _request_counts(parts)
-            lost = sum(p.dropped_events for p in parts)
-            accounting = {**({"rejected": rejected} if rejected else {}),
-                          **({"dropped_events": lost} if lost else {})}
-            ready, failed = status
-            actions, decision = core.tick(self.clock(), events, shadow, requests, ready,
-                                          failed, labelled=labelled, watermark=watermark,
-                                          accounting=accounting, capacity=capacity)
-            self._apply(core, actions, decision)
-            if parts and min(p.epoch for p in parts) < core.state.epoch:
-                self._push(core)  # a router replica restarted with an older table
-            self._retire_drained(core)
-            return decision
+            try:
+                return self._step(core, parts, status, capacity, apps)
+            except Fenced as e:
+                self._fence(e)
+                return None
+
+    def _step(self, core: ControllerCore, parts: list[Collected],
+              status: tuple[frozenset[str], dict[str, str]], capacity: dict[str, int],
+              apps: Mapping[str, AppStatus] | None) -> Decision | None:
+        # Request events reach the judges in arrival order across replicas: the core holds
+        # each until no replica can still report an earlier one (the smallest watermark).
+        events = [e for p in parts for e in p.events]
+        watermark = min(p.watermark for p in parts) if parts else None
+        shadow = sorted((e for p in parts for e in p.shadow), key=lambda e: e.t)
+        labelled = sorted((e for p in parts for e in p.labelled), key=lambda e: e.t)
+        requests, rejected = _request_counts(parts)
+        lost = sum(p.dropped_events for p in parts)
+        accounting = {**({"rejected": rejected} if rejected else {}),
+                      **({"dropped_events": lost} if lost else {})}
+        ready, failed = status
+        s = core.state
+        health = None
+        if apps is not None and s.phase in WATCHED:
+            health = app_health(apps, {v: version_app_name(self.model, v)
+                                       for v in {s.stable, *s.active()}})
+        top = max((p.epoch for p in parts), default=None)
+        ahead = top if top is not None and top > s.epoch else None
+        if ahead is not None:
+            log.warning("the routers of %s hold epoch %d but the store's state is at epoch "
+                        "%d (lost commits, or an older copy of the store): reconciling",
+                        self.model, ahead, s.epoch)
+        actions, decision = core.tick(self.clock(), events, shadow, requests, ready,
+                                      failed, labelled=labelled, watermark=watermark,
+                                      accounting=accounting, capacity=capacity,
+                                      health=health, router_epoch=ahead)
+        self._apply(core, actions, decision)
+        pushed = any(a.kind == "routes" for a in actions)
+        if parts and min(p.epoch for p in parts) < core.state.epoch and not pushed:
+            # A router replica restarted with an older table: not part of a decision just
+            # committed, so only while the lease is still this controller's.
+            self._check_lease()
+            self._push(core)
+        self._retire_drained(core)
+        return decision
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -287,7 +390,7 @@ class RolloutController:
             elif a.kind == "notify":
                 self._notify(core, a.message)
         if decision is not None:
-            self.store.mark_applied(core.rollout, decision.seq)
+            self.store.mark_applied(core.rollout, decision.seq, token=self.token)
 
     def _notify(self, core: ControllerCore, message: str) -> None:
         event = {"t": self.clock(), "model": self.model, "rollout": core.rollout,
@@ -341,26 +444,27 @@ class RolloutController:
         self.port.scale_version(spec.version(version).for_model(self.model).resolved(),
                                 replicas)
 
-    def _apps(self) -> Mapping[str, AppStatus]:
-        """Serve's applications, read once per tick ({} when Serve does not answer: deploys
-        and moves that wait on it wait for the next tick)."""
+    def _apps(self) -> Mapping[str, AppStatus] | None:
+        """Serve's applications, read once per tick (None when Serve does not answer: deploys
+        and moves that wait on it wait for the next tick, and nothing is judged of health)."""
         try:
             return self.port.applications()
         except Exception as e:
             log.debug("applications failed: %s", e)
-            return {}
+            return None
 
     def _capacity(self, core: ControllerCore, apps: Mapping[str, AppStatus]) -> dict[str, int]:
         """Running replicas of the rollout's versions (what a move waiting for capacity needs;
-        empty outside the phases that move traffic)."""
+        empty outside the phases that move traffic). Read from the same ``AppStatus`` as
+        health (``capacity.running``): an app that is gone, failed or being deleted has none."""
         s = core.state
-        if s.phase not in ACTIVE and s.phase != Phase.PAUSED:
+        if s.phase not in ACTIVE:
             return {}
         out = {}
         for v in {s.stable, *s.active()}:
-            st = apps.get(version_app_name(self.model, v))
-            if st is not None and st.status != DEPLOY_FAILED and st.replicas >= 0:
-                out[v] = st.replicas
+            n = running(apps.get(version_app_name(self.model, v)))
+            if n is not None:
+                out[v] = n
         return out
 
     def _deploy_status(self, core: ControllerCore, apps: Mapping[str, AppStatus]
@@ -395,19 +499,11 @@ class RolloutController:
     def _resume(self) -> None:
         core = self.core
         assert core is not None
-        row = self.store.get(core.rollout)
-        if row is not None and row.applied_seq < core.state.seq:
-            last = self.store.history(core.rollout, limit=1)
-            if last:
-                actions = [Action.from_dict(a) for a in last[-1]["actions"]]
-                log.warning("re-applying %d actions of decision %s after a restart",
-                            len(actions), core.state.seq)
-                self._apply(core, actions)
-                self.store.mark_applied(core.rollout, core.state.seq)
         try:
-            self._push(core)
-        except Exception as e:
-            log.warning("could not push the table after restart: %s", e)
+            self._resume_actions(core)
+        except Fenced as e:  # a newer controller took over meanwhile: it resumes, not this one
+            self._fence(e)
+            return
         # Apps a previous incarnation meant to delete: retire them again after a fresh drain.
         prefix = version_app_name(self.model, "")
         needed = self._needed(core)
@@ -416,6 +512,30 @@ class RolloutController:
             if version and version not in needed and self._is_ours(version):
                 self._retiring.setdefault(version, self.clock() + core.spec.drain_s)
 
+    def _resume_actions(self, core: ControllerCore) -> None:
+        """Re-apply the last decision if it was not marked applied, then push the table: only
+        while this controller holds the lease (``Fenced`` otherwise), and the table only if the
+        routers are not ahead of the store (the first tick reconciles them, logged)."""
+        row = self.store.get(core.rollout)
+        if row is not None and row.applied_seq < core.state.seq:
+            last = self.store.history(core.rollout, limit=1)
+            if last:
+                actions = [Action.from_dict(a) for a in last[-1]["actions"]]
+                log.warning("re-applying %d actions of decision %s after a restart",
+                            len(actions), core.state.seq)
+                self._check_lease()
+                self._apply(core, actions)
+                self.store.mark_applied(core.rollout, core.state.seq, token=self.token)
+        routers = self._router_epoch()
+        if routers > core.state.epoch:
+            log.warning("the routers of %s hold epoch %d, the store's state epoch %d: the first "
+                        "tick reconciles them", self.model, routers, core.state.epoch)
+            return
+        self._check_lease()
+        try:
+            self._push(core)
+        except Exception as e:
+            log.warning("could not push the table after restart: %s", e)
     def _is_ours(self, version: str) -> bool:
         """Only versions named in this model's rollouts are ever deleted by the controller."""
         for rid in self.store.rollouts(self.model):
@@ -425,6 +545,38 @@ class RolloutController:
             if any(v.get("name") == version for v in names):
                 return True
         return False
+
+    # -- fencing -------------------------------------------------------------------------------
+
+    def _lease_held(self) -> bool:
+        """Whether the store's lease of the model is still this controller's; a lost one fences
+        it. A store that cannot be read raises (the tick fails and is tried again)."""
+        if self.store.holds(self.model, self.token):
+            return True
+        self._fence(Fenced(f"the controller lease of {self.model!r} in the store "
+                           f"{self.store.where} is no longer token {self.token} ({self.owner}): "
+                           "a newer controller holds it"))
+        return False
+
+    def _check_lease(self) -> None:
+        """``Fenced`` unless this controller still holds the lease (before an action that no
+        decision it just committed covers)."""
+        self._check_fenced()
+        if not self._lease_held():
+            self._check_fenced()
+
+    def _check_fenced(self) -> None:
+        if self.fenced is not None:
+            raise Fenced(f"this controller of {self.model!r} ({self.owner}) was replaced by a "
+                         f"newer one and no longer acts: {self.fenced['reason']}")
+
+    def _fence(self, e: Fenced) -> None:
+        """Stop acting for good: the loop ends, verbs raise ``Fenced``, the status says why."""
+        if self.fenced is None:
+            log.error("controller of %s (%s, token %d) is fenced and stops: %s",
+                      self.model, self.owner, self.token, e)
+            self.fenced = {"at": self.clock(), "reason": str(e), "token": self.token}
+        self.wake.set()
 
     def _need_core(self) -> ControllerCore:
         if self.core is None:
@@ -451,16 +603,19 @@ def run_loop(
     stop: threading.Event,
     monotonic: Clock = time.monotonic,
 ) -> None:
-    """Call ``controller.step()`` every ``controller.tick_s`` until ``stop`` is set. A failed
+    """Call ``controller.step()`` every ``controller.tick_s`` until ``stop`` is set or the
+    controller is fenced (a newer one holds the store's lease). A failed
     tick is logged and the next one runs on schedule; a start or a verb (``controller.wake``)
     brings the next tick forward, so an idle controller's longer wait delays no rollout."""
-    while not stop.is_set():
+    while not stop.is_set() and controller.fenced is None:
         t0 = monotonic()
         controller.wake.clear()
         try:
             controller.step()
         except Exception:
             log.exception("controller tick failed")
+        if controller.fenced is not None:
+            return  # a newer controller holds the lease: this one never acts again
         wait = max(0.0, controller.tick_s - (monotonic() - t0))
         while wait > 0 and not stop.is_set() and not controller.wake.is_set():
             controller.wake.wait(min(wait, 0.5))  # stop is seen within half a second

@@ -11,7 +11,13 @@ only the events below it, sorted by arrival, and holds the rest for a later tick
 events are persisted with the judges, so a restart loses none of them.
 
 ``replay()`` feeds a rollout's recorded tick inputs to fresh judges and ``decide`` and returns
-the decisions; they must equal the recorded log.
+the decisions; they must equal the recorded log. What Serve said of the apps' health and the
+routers' epoch, when they matter, are such inputs too, so a rollback for a lost replica and a
+reconciliation replay as they happened.
+
+Fencing: a core made with a ``token`` (the controller's lease, ``RolloutStore.acquire``) passes
+it to every write; a write with a stale token raises ``Fenced`` with nothing written, and the
+core's memory stays as it was (no decision is taken that the store does not hold).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from rayrollout.analysis.registry import restore_judge
 from rayrollout.controller.decide import decide, initial_state
 from rayrollout.controller.phases import ACTIVE, IllegalTransition
 from rayrollout.controller.state import Action, Command, Decision, Observation, RolloutState
-from rayrollout.controller.store import Store, canonical
+from rayrollout.controller.store import RolloutStore, canonical
 from rayrollout.dataplane.events import EventBatch, LabelledEvent, RequestEvent, ShadowEvent
 from rayrollout.dataplane.ordering import ArrivalOrder
 from rayrollout.errors import NotFound
@@ -71,11 +77,15 @@ def encode_inputs(
     watermark: float | None = math.inf,
     accounting: dict[str, Any] | None = None,
     capacity: dict[str, int] | None = None,
+    health: dict[str, dict[str, Any]] | None = None,
+    router_epoch: int | None = None,
 ) -> dict[str, Any]:
     wm: dict[str, Any] = {} if watermark == math.inf else {"watermark": watermark}
     return {
         **wm,
         **({"capacity": capacity} if capacity else {}),
+        **({"health": health} if health is not None else {}),
+        **({"router_epoch": router_epoch} if router_epoch is not None else {}),
         **(accounting or {}),
         "labelled": [_nan_to_none(e) for e in labelled],
         "now": now,
@@ -89,44 +99,49 @@ def encode_inputs(
 
 
 class ControllerCore:
-    """One rollout's judges and state, persisted in ``store`` (``None``: in memory, for replay)."""
+    """One rollout's judges and state, persisted in ``store`` (``None``: in memory, for replay)
+    with the fencing ``token`` of the controller that owns it (None: no fencing)."""
 
     def __init__(
         self,
         spec: RolloutSpec,
         state: RolloutState,
         rollout: int,
-        store: Store | None,
+        store: RolloutStore | None,
         judges: dict[str, dict[str, Judge]] | None = None,
+        token: int | None = None,
     ) -> None:
         self.spec = spec
         self.state = state
         self.rollout = rollout
         self.store = store
+        self.token = token
         self.judges = judges if judges is not None else build_judges(spec)
         self.last_results: dict[str, list[Any]] = {}
         self.order = ArrivalOrder()  # events reported, not yet released to the judges
 
     @classmethod
     def create(
-        cls, store: Store | None, spec: RolloutSpec, now: float, epoch: int
+        cls, store: RolloutStore | None, spec: RolloutSpec, now: float, epoch: int,
+        token: int | None = None,
     ) -> ControllerCore:
         state = initial_state(spec, now, epoch)
         rollout = 0
         if store is not None:
             rollout = store.create(spec.model, spec.digest(), spec.model_dump(mode="json"),
-                                   state.to_dict())
-        return cls(spec, state, rollout, store)
+                                   state.to_dict(), token=token)
+        return cls(spec, state, rollout, store, token=token)
 
     @classmethod
-    def load(cls, store: Store, model: str) -> ControllerCore | None:
+    def load(cls, store: RolloutStore, model: str, token: int | None = None
+             ) -> ControllerCore | None:
         row = store.latest(model)
         if row is None:
             return None
         spec = RolloutSpec.model_validate(row.spec)
         state = RolloutState.from_dict(row.state)
         judges = _restore(row.judges, spec) if row.judges else None
-        core = cls(spec, state, row.id, store, judges)
+        core = cls(spec, state, row.id, store, judges, token)
         core._load_held(row.judges or {})
         return core
 
@@ -158,11 +173,15 @@ class ControllerCore:
         watermark: float | None = math.inf,
         accounting: dict[str, Any] | None = None,
         capacity: dict[str, int] | None = None,
+        health: dict[str, dict[str, Any]] | None = None,
+        router_epoch: int | None = None,
     ) -> tuple[list[Action], Decision | None]:
         """One step. ``events`` are the new request events as reported, in any order;
         ``watermark`` releases the held and new ones that arrived before it (``inf``: all of
         them; ``None``: no router answered, release nothing new). ``capacity`` holds the
-        running replicas of each version (what a move that needs replicas waits for).
+        running replicas of each version (what a move that needs replicas waits for);
+        ``health`` the versions whose app is not plainly live (None: not read this tick);
+        ``router_epoch`` the routers' newest epoch when it is above the state's.
         ``accounting`` (requests
         rejected per version, events lost off full router buffers) is only persisted with the
         inputs, so the store accounts for every request the routers reported; ``decide`` and
@@ -173,7 +192,7 @@ class ControllerCore:
         saved = self.judge_states() if self.store is not None else None
         try:
             return self._tick(now, events, shadow, requests, ready, failed, command, labelled,
-                              watermark, accounting, capacity or {})
+                              watermark, accounting, capacity or {}, health, router_epoch)
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
                 self.judges = _restore(saved, self.spec)
@@ -193,6 +212,8 @@ class ControllerCore:
         watermark: float | None,
         accounting: dict[str, Any] | None = None,
         capacity: dict[str, int] | None = None,
+        health: dict[str, dict[str, Any]] | None = None,
+        router_epoch: int | None = None,
     ) -> tuple[list[Action], Decision | None]:
         released = self.order.release(events, watermark) if command is None else []
         results = self._judge(now, released, shadow, labelled) if command is None else {}
@@ -207,6 +228,8 @@ class ControllerCore:
             failed_deploys=failed,
             command=command,
             capacity=dict(capacity or {}),
+            health=health,
+            router_epoch=router_epoch,
         )
         new, actions, decision = decide(self.state, self.spec, obs)
         retried = new.attempt != self.state.attempt
@@ -215,14 +238,14 @@ class ControllerCore:
             self.order = ArrivalOrder()
         if self.store is not None:  # persist first: memory never runs ahead of the store
             inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
-                                   watermark, accounting, capacity)
+                                   watermark, accounting, capacity, health, router_epoch)
             states = {"attempt": new.attempt, "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
                 "held": [_nan_to_none(e) for e in self.order.held],
                 "watermark": self.order.finite_watermark()}
             self.store.commit(
                 self.rollout, new.to_dict(), states, now, inputs,
-                decision.to_dict() if decision else None,
+                decision.to_dict() if decision else None, token=self.token,
             )
         self.state, self.judges = new, judges  # retry: fresh evidence for a fresh attempt
         return actions, decision
@@ -276,12 +299,14 @@ def _replay_tick(core: ControllerCore, t: dict[str, Any]) -> Decision | None:
         [LabelledEvent(*_none_to_nan(e)) for e in t.get("labelled", [])],
         t.get("watermark", math.inf),  # ticks recorded before watermarks: release everything
         capacity=dict(t.get("capacity", {})),
+        health=t.get("health"),
+        router_epoch=t.get("router_epoch"),
     )
     return d
 
 
 def replay_rollout(
-    store: Store, rollout: int
+    store: RolloutStore, rollout: int
 ) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
     """Replay a stored rollout and compare with its log: (identical?, replayed, recorded)."""
     row = store.get(rollout)

@@ -14,7 +14,18 @@ Rules, in order:
    of every active candidate is PASS. INCONCLUSIVE and ERROR hold the step (never promote).
 4. After the last step the (single surviving) candidate is promoted: it becomes stable at 100%
    and the old stable stays warm for ``rollback_window_s`` so ``undo`` is instant.
-5. Capacity follows traffic (``rayrollout.controller.capacity``): before traffic moves up (a
+5. Health, every tick (``rayrollout.controller.capacity``): a candidate that has no live
+   replica while it takes traffic (shadow, canary, awaiting approval, paused from one of them:
+   its app is gone, failed, unhealthy with no replica running, or none of the replicas it had
+   runs) fails the check named ``health``, exactly as a FAIL of a judge, so it is withdrawn
+   (rolled back when it was the last) in the tick that sees it; the reason names the cause and
+   Serve's message. A stable with no live replica is reported (log entry and notification,
+   once when it goes, once when it is back), never rolled back: there is nothing to roll back
+   to.
+6. Reconcile: when the routers hold a newer epoch than the state (a store that lost commits,
+   or an old copy of it), the state moves above the routers' epoch and the table is pushed
+   again, with a log entry that gives both epochs; otherwise every push would be ignored.
+7. Capacity follows traffic (``rayrollout.controller.capacity``): before traffic moves up (a
    step, a promotion), the versions it moves to are sized for it (``scale`` actions) and, with
    ``strategy.capacity.wait``, the move waits until those replicas run. The wait is logged once
    with the sizes; a FAIL meanwhile still rolls back at once, and the stable is never scaled
@@ -23,12 +34,12 @@ Rules, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rayrollout.analysis.result import CheckResult, Verdict
-from rayrollout.controller.capacity import promotion_sizes, share_size
-from rayrollout.controller.phases import ACTIVE, VERBS, IllegalTransition, Phase, check
+from rayrollout.controller.capacity import no_live_replica, promotion_sizes, share_size
+from rayrollout.controller.phases import ACTIVE, TERMINAL, VERBS, IllegalTransition, Phase, check
 from rayrollout.controller.state import (
     Action,
     Candidate,
@@ -99,9 +110,11 @@ def decide(
 ) -> tuple[RolloutState, list[Action], Decision | None]:
     """The next state, the actions to take (in order), and the log entry if anything changed."""
     st = _Step(state, spec, obs.now, dict(obs.capacity))
+    _reconcile(st, obs.router_epoch)
     if obs.command is not None:
         _command(st, obs.command)
     else:
+        obs = replace(obs, results=_with_health(st.state, spec, obs))
         _tick(st, obs)
     if not st.actions and st.state.phase == state.phase and not st.reasons:
         return st.state, [], None
@@ -118,6 +131,7 @@ def decide(
         reason="; ".join(st.reasons) or "no change",
         evidence=evidence,
         actor=obs.command.actor if obs.command else "controller",
+        request=obs.command.request if obs.command else "",
     )
     return new, st.actions, decision
 
@@ -131,6 +145,8 @@ def _tick(st: _Step, obs: Observation) -> None:
         st.go(Phase.DEPLOYING, f"deploying {', '.join(s.active())}")
         _deploy(st, s.active())
         return
+    _stable_health(st, obs.health)
+    s = st.state
     if s.phase == Phase.PROMOTED:
         if s.retire_at is not None and obs.now >= s.retire_at:
             old = s.previous_stable
@@ -248,6 +264,68 @@ def _advance(st: _Step, why: str) -> None:
     else:
         if s.phase != Phase.AWAITING_APPROVAL:
             st.go(Phase.AWAITING_APPROVAL, why + f"; pick one of {s.active()} to promote")
+
+
+# -- health and reconciliation ---------------------------------------------------------------
+
+HEALTH = "health"  # the name of the check a candidate with no live replica fails
+# Phases in which a candidate has been running (and takes traffic or mirrored requests).
+_SERVING = frozenset({Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL})
+
+
+def _with_health(s: RolloutState, spec: RolloutSpec, obs: Observation
+                 ) -> dict[str, list[CheckResult]]:
+    """The judges' results, plus a FAIL of the ``health`` check for each active candidate that
+    has no live replica although it had them (it is serving: its app was RUNNING)."""
+    serving = s.phase in _SERVING or (s.phase == Phase.PAUSED and s.paused_from in _SERVING)
+    if obs.health is None or not serving:
+        return obs.results
+    out = dict(obs.results)
+    for name in s.active():
+        fact = obs.health.get(name)
+        why = no_live_replica(spec, name, s.sizes, fact)
+        if why is None or fact is None:
+            continue
+        running = int(fact.get("replicas", -1))
+        out[name] = [*out.get(name, []), CheckResult(
+            check=HEALTH, verdict=Verdict.FAIL, statistic="running_replicas",
+            value=float(running) if running >= 0 else None,
+            counts={"running_replicas": max(running, 0)}, reason=why)]
+    return out
+
+
+def _stable_health(st: _Step, health: dict[str, dict[str, Any]] | None) -> None:
+    """Report a stable with no live replica (once, when it goes) and its recovery (once)."""
+    s = st.state
+    if health is None or s.phase in TERMINAL:
+        return
+    why = no_live_replica(st.spec, s.stable, s.sizes, health.get(s.stable))
+    was = s.down.get(s.stable)
+    if why is not None and was is None:
+        st.state = s.evolve(down={**s.down, s.stable: why})
+        st.reasons.append(f"{HEALTH}: stable {s.stable} has no live replica: {why} (reported, "
+                          "not rolled back: it is the stable)")
+        st.notify(f"{s.model}: stable {s.stable} has no live replica ({why})")
+    elif why is None and was is not None:
+        st.state = s.evolve(down={v: w for v, w in s.down.items() if v != s.stable})
+        st.reasons.append(f"{HEALTH}: stable {s.stable} is live again (was: {was})")
+        st.notify(f"{s.model}: stable {s.stable} is live again")
+
+
+def _reconcile(st: _Step, router_epoch: int | None) -> None:
+    """Routers at a newer epoch than the state: move above it and push the current table."""
+    s = st.state
+    if router_epoch is None or router_epoch <= s.epoch:
+        return
+    epoch = router_epoch + 1
+    st.state = s.evolve(epoch=epoch)
+    st.actions.append(Action("routes", epoch=epoch, weights=dict(s.weights), shadow=s.shadow,
+                             shadow_fraction=s.shadow_fraction))
+    st.reasons.append(f"reconciled: routers at epoch {router_epoch}, store at epoch {s.epoch} "
+                      "(the store lost commits, or is an older copy); the table in the store "
+                      f"is pushed again as epoch {epoch}")
+    st.notify(f"{s.model}: routers were at epoch {router_epoch} but the store at {s.epoch}; "
+              f"reconciled at epoch {epoch}")
 
 
 # -- capacity --------------------------------------------------------------------------------

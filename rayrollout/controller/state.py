@@ -47,6 +47,9 @@ class RolloutState:
     # A move that passed and waits for the replicas it needs, or None:
     # {"move": "step" | "promote", "to": step index or candidate, "why": its reason}.
     pending: dict[str, Any] | None = None
+    # Versions reported as having no live replica (version -> cause), so a lasting loss is
+    # logged once and its recovery once (``decide._health``).
+    down: dict[str, str] = field(default_factory=dict)
 
     def active(self) -> list[str]:
         return [c.name for c in self.candidates if c.status == "active"]
@@ -65,6 +68,7 @@ class RolloutState:
         d = dict(d)
         d.setdefault("sizes", {})
         d.setdefault("pending", None)
+        d.setdefault("down", {})
         d["phase"] = Phase(d["phase"])
         d["paused_from"] = Phase(d["paused_from"]) if d.get("paused_from") else None
         d["candidates"] = tuple(Candidate(**c) for c in d["candidates"])
@@ -80,6 +84,9 @@ class Command:
     full: bool = False  # promote: to 100% now rather than to the next step
     candidate: str | None = None  # promote: which candidate (A/B/n)
     reason: str = ""
+    # The caller's id for this verb call: a retried call with an id the controller already
+    # applied is answered with the status, never applied twice. Recorded with the decision.
+    request: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,14 @@ class Observation:
     failed_deploys: dict[str, str] = field(default_factory=dict)
     command: Command | None = None
     capacity: dict[str, int] = field(default_factory=dict)  # running replicas per version
+    # Versions of the rollout whose app is not plainly live, with what Serve says of it
+    # (``capacity.app_health``): {"status": RUNNING | UNHEALTHY | ... | MISSING, "replicas",
+    # "message"}; a version not in it runs with at least one replica. None: Serve's apps were
+    # not read this tick (a verb, or Serve did not answer): nothing is known of their health.
+    health: dict[str, dict[str, Any]] | None = None
+    # The newest epoch a router replica holds, when it is newer than the state's (a store
+    # that lost commits, or an old copy of it): ``decide`` moves above it.
+    router_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +120,9 @@ class Observation:
             "failed_deploys": dict(self.failed_deploys),
             "command": asdict(self.command) if self.command else None,
             "capacity": dict(self.capacity),
+            "health": None if self.health is None else {
+                v: dict(h) for v, h in self.health.items()},
+            "router_epoch": self.router_epoch,
         }
 
     @classmethod
@@ -118,6 +136,9 @@ class Observation:
             failed_deploys=dict(d.get("failed_deploys", {})),
             command=Command(**d["command"]) if d.get("command") else None,
             capacity=dict(d.get("capacity", {})),
+            health=None if d.get("health") is None else {
+                v: dict(h) for v, h in d["health"].items()},
+            router_epoch=d.get("router_epoch"),
         )
 
 
@@ -159,10 +180,13 @@ class Decision:
     reason: str
     evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     actor: str = "controller"
+    request: str = ""  # the id of the verb call that made it (``Command.request``), if any
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["actions"] = [a.to_dict() for a in self.actions]
+        if not self.request:  # entries without one stay as they were (and hash the same)
+            del d["request"]
         return d
 
     @classmethod
