@@ -1,5 +1,11 @@
-"""Whole rollouts under load on a real local Ray: 32 concurrent clients for at least 60 s of
+"""Whole rollouts under load on a real local Ray: concurrent closed-loop clients through a whole
 rollout, one rollout to promotion and one to rollback.
+
+Short form here (16 clients, >= 10 s of judged canary before the rollback, three 5 s steps to
+the promotion); the long form is the same tests with ``RAYROLLOUT_LONG_FORM=1`` (32 clients,
+>= 60 s of rollout each), which ``python -m benchmarks.endurance`` runs and reports. The
+assertions are the same in both forms: none of them depends on the number of clients or on
+how long the rollout ran.
 
 Every request is accounted for three times: the clients count what they sent and what came back
 (status, ``x-model-version``, ``x-routing-epoch``), and the store counts what the controller
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import threading
 import time
 import uuid
@@ -38,13 +45,20 @@ import ray
 
 import rayrollout.client.api as rr
 from rayrollout.controller.store import Store
-from rayrollout.errors import IllegalTransition, NotFound
+from rayrollout.errors import IllegalTransition, NotFound, UnavailableError
 from rayrollout.serving.port import RayServePort
 from tests.conftest import ARTIFACTS, RayServe
 
 pytestmark = pytest.mark.integration
 
 NO_VERSION = "-"  # a response without x-model-version: it never got past the HTTP proxy
+
+# The long forms of this module's and test_chaos.py's tests (more clients, longer rollouts, more
+# faults): ``python -m benchmarks.endurance`` sets this.
+LONG_FORM = os.environ.get("RAYROLLOUT_LONG_FORM") == "1"
+LOAD_CLIENTS = 32 if LONG_FORM else 16
+ROLLBACK_WARMUP_S = 60 if LONG_FORM else 10  # the errors check's warm-up: the rollout lasts it
+PROMOTION_STEP_S = 20 if LONG_FORM else 5  # each of the promotion's three steps
 
 
 @dataclass(frozen=True)
@@ -243,8 +257,10 @@ def remove_model(m: Model) -> None:
         ray.kill(h, no_restart=True)
     except (NotFound, ray.exceptions.RayError):
         pass
+    with contextlib.suppress(UnavailableError, ray.exceptions.RayError):
+        RayServePort().remove_router(m.name)  # the ingress is shared: only this model leaves it
     for app in serve.status().applications:
-        if app.startswith(f"{m.name}-") or app == f"rayrollout-{m.name}":
+        if app.startswith(f"{m.name}-"):
             serve.delete(app, _blocking=False)
 
 
@@ -307,19 +323,29 @@ def wait_for(ro: rr.Rollout, phases: set[str], timeout_s: float) -> dict[str, An
     return ro.wait(frozenset(phases), timeout_s)
 
 
-def test_rollback_under_32_clients(model: Model, heldout, tmp_path: Path,
-                                   record_property: Callable[[str, object], None]) -> None:
+def served_by(load: Traffic, epoch: int, timeout_s: float) -> None:
+    """Wait until a request was answered under table ``epoch`` (or ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(r.epoch >= epoch and r.status == 200 for r in reversed(load.replies)):
+            return
+        time.sleep(0.1)
+
+
+def test_rollback_under_load(model: Model, heldout, tmp_path: Path,
+                             record_property: Callable[[str, object], None]) -> None:
     """v1 -> the faulty model, which fails every row with a negative pixel (one valid row in
-    ten here). The errors check ignores the first 60 s of the candidate (warm-up), and the
-    first step lasts at least 120 s, so the rollout runs >= 60 s under load and ends, in that
-    step, in a rollback decided by the errors check."""
+    ten here), under ``LOAD_CLIENTS`` clients. The errors check ignores the candidate's first
+    ``ROLLBACK_WARMUP_S`` (warm-up) and the first step lasts at least 120 s, so the rollout
+    runs at least the warm-up under load and ends, in that step, in a rollback decided by the
+    errors check. Long form (32 clients, 60 s warm-up): ``python -m benchmarks.endurance``."""
     X, _ = heldout
     steps = [{"weight": 20, "min_duration_s": 120}, {"weight": 40}]
     spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("faulty", "faulty.pt"),
                         steps)
-    spec["analysis"]["warmup_s"] = 60
+    spec["analysis"]["warmup_s"] = ROLLBACK_WARMUP_S
     ro = model.start(spec)
-    with Traffic(model.base, model.name, X, clients=32, poison_every=10) as load:
+    with Traffic(model.base, model.name, X, clients=LOAD_CLIENTS, poison_every=10) as load:
         st = wait_for(ro, {"rolled_back", "promoted"}, timeout_s=240)
     rollout = st["rollout"]
     print("\nrollback:", st["phase"], "failed", dict(load.failed()), "served",
@@ -330,7 +356,8 @@ def test_rollback_under_32_clients(model: Model, heldout, tmp_path: Path,
     log = check_log(ro, [("canary", "rolled_back", 0)])
     assert "errors" in log[-1]["reason"]
     canary_at, decided_at = log[1]["now"], log[-1]["now"]
-    assert decided_at - canary_at >= 60 and load.started < canary_at  # the load spanned it
+    # the warm-up was honoured, and the load spanned it
+    assert decided_at - canary_at >= ROLLBACK_WARMUP_S and load.started < canary_at
     # The stable path: no failure at all. The candidate failed exactly its poisoned rows.
     assert load.failed()["v1"] == 0 and load.failed()[NO_VERSION] == 0, load.failed()
     bad_faulty = Counter(r.kind for r in load.replies
@@ -348,25 +375,28 @@ def test_rollback_under_32_clients(model: Model, heldout, tmp_path: Path,
         "rollout_s": round(decided_at - canary_at, 1)})
 
 
-def test_promotion_under_32_clients(model: Model, heldout, tmp_path: Path,
-                                    record_property: Callable[[str, object], None]) -> None:
-    """v1 -> v2 in three steps of at least 20 s each: promoted >= 60 s after the canary began,
-    with not one failed request and every request accounted for."""
+def test_promotion_under_load(model: Model, heldout, tmp_path: Path,
+                              record_property: Callable[[str, object], None]) -> None:
+    """v1 -> v2 in three steps of at least ``PROMOTION_STEP_S`` each under ``LOAD_CLIENTS``
+    clients: promoted no sooner than the three steps allow, every table of the rollout served
+    requests, not one request failed and every request is accounted for. Long form (32
+    clients, 20 s steps): ``python -m benchmarks.endurance``."""
     X, _ = heldout
-    steps = [{"weight": 10, "min_duration_s": 20}, {"weight": 30, "min_duration_s": 20},
-             {"weight": 60, "min_duration_s": 20}]
+    steps = [{"weight": w, "min_duration_s": PROMOTION_STEP_S} for w in (10, 30, 60)]
     spec = rollout_spec(model.name, model.store, ("v1", "v1.onnx"), ("v2", "v2.onnx"), steps)
     ro = model.start(spec)
-    with Traffic(model.base, model.name, X, clients=32) as load:
+    with Traffic(model.base, model.name, X, clients=LOAD_CLIENTS) as load:
         st = wait_for(ro, {"promoted", "rolled_back"}, timeout_s=240)
-        time.sleep(1.0)  # served by the promoted table too
+        # served by the promoted table too
+        served_by(load, st["epoch"], timeout_s=30)
     rollout = st["rollout"]
     assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}
     assert st["previous_stable"] == "v1"
     log = check_log(ro, [("canary", "canary", 1),
                          ("canary", "canary", 2), ("canary", "promoted", 2)])
     canary_at, promoted_at = log[1]["now"], log[-1]["now"]
-    assert promoted_at - canary_at >= 60 and load.started < canary_at < promoted_at
+    assert promoted_at - canary_at >= 3 * PROMOTION_STEP_S
+    assert load.started < canary_at < promoted_at
     assert sum(load.failed().values()) == 0, load.failed()
     epochs = {r.epoch for r in load.replies if r.status == 200}
     assert {e["epoch"] for e in log} <= epochs  # every table of the rollout served requests

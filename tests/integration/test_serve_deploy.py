@@ -59,7 +59,8 @@ def wait_for(what: str, ok: Callable[[], Any], timeout_s: float = 120,
             if got:
                 return got
             last = got
-        except (httpx.HTTPError, subprocess.SubprocessError, KeyError, TypeError) as e:
+        except (httpx.HTTPError, subprocess.SubprocessError, KeyError, TypeError,
+                ValueError) as e:  # ValueError: a body that is not JSON yet
             last = e
         time.sleep(0.3)
     raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {last!r})")
@@ -160,10 +161,14 @@ def cluster() -> Iterator[Cluster]:
     temp_dir = Path(tempfile.mkdtemp(prefix="rr-deploy-", dir="/tmp"))  # short: Ray's socket paths
     c = _start(temp_dir)
     try:
-        # serve deploy talks to the dashboard's Serve REST API: wait until it answers
+        # serve deploy talks to the dashboard's Serve REST API, after it checks the version
+        # the dashboard reports: wait until both answer
+        headers = auth(c.env["RAY_AUTH_TOKEN"])
         wait_for("the dashboard's Serve API", lambda: httpx.get(
             f"{c.dashboard}/api/serve/applications/", timeout=5,
-            headers=auth(c.env["RAY_AUTH_TOKEN"])).status_code == 200, alive=c.alive)
+            headers=headers).status_code == 200 and httpx.get(
+            f"{c.dashboard}/api/version", timeout=5, headers=headers).json()["ray_version"],
+            alive=c.alive)
         yield c
     finally:
         _stop(c)
