@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NAMESPACE = "rayrollout"  # the Ray namespace of every controller actor
-ROUTER_DEPLOYMENT = "Router"  # the ingress deployment of a router application
+NAMESPACE = "rayrollout"  # the Ray namespace of every controller actor, and of the catalog
+INGRESS_APP = "rayrollout"  # the one Serve application that is the HTTP ingress of every model
+ROUTER_DEPLOYMENT = "Router"  # the ingress deployment of the ingress application
+CATALOG_PREFIX = "model:"  # catalog keys (Ray's GCS key-value store, namespace NAMESPACE)
 VERSION_DEPLOYMENT = "ModelVersion"  # the deployment of a version application
 
 
@@ -20,8 +22,17 @@ def version_app_name(model: str, version: str) -> str:
 
 
 def router_app_name(model: str) -> str:
-    """Serve application name of a model's router (the HTTP ingress)."""
-    return f"rayrollout-{model}"
+    """Serve application name of a model's router: the one ingress application, which serves
+    every model (each with its own ``Router``)."""
+    return INGRESS_APP
+
+
+def catalog_key(model: str) -> str:
+    """The catalog key of ``model``: its router config (JSON) while the ingress serves it, a
+    tombstone (``null``) once removed. Written by the port, read by every ingress replica as it
+    starts, so a replica restarted anywhere serves the models added after its app was
+    deployed."""
+    return f"{CATALOG_PREFIX}{model}"
 
 
 def controller_name(model: str) -> str:

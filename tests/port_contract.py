@@ -10,7 +10,7 @@ import pytest
 
 from rayrollout.controller.port import RUNNING, ServePort
 from rayrollout.errors import NotFound, UnavailableError
-from rayrollout.names import router_app_name, version_app_name
+from rayrollout.names import INGRESS_APP, router_app_name, version_app_name
 from rayrollout.spec import RouterConfig, VersionConfig
 
 
@@ -43,8 +43,9 @@ def check_serve_port(port: ServePort, version: VersionConfig, route_prefix: str,
         "deployment": {"num_replicas": 2, "max_ongoing_requests": 100},
     })
     port.deploy_router(router, route_prefix)
-    eventually(lambda: port.applications().get(router_app_name(model)) is not None
-               and port.applications()[router_app_name(model)].status == RUNNING, timeout_s)
+    eventually(lambda: port.applications().get(INGRESS_APP) is not None
+               and port.applications()[INGRESS_APP].status == RUNNING, timeout_s)
+    assert router_app_name(model) == INGRESS_APP  # every model is served by the one ingress
     tables = port.router_tables(model)
     assert [t["epoch"] for t in tables] == [0, 0]  # every replica, its config's table
     newer = {**tables[0], "epoch": 3}
@@ -53,6 +54,22 @@ def check_serve_port(port: ServePort, version: VersionConfig, route_prefix: str,
     parts = port.collect(model)
     assert len(parts) == 2 and len({p["replica"] for p in parts}) == 2
     assert all(p["epoch"] == 3 and p["events"] == [] for p in parts)
+    replicas = {p["replica"] for p in parts}
+
+    # A second model joins the same ingress: the first keeps its table and its replicas.
+    other = RouterConfig.model_validate({"model": f"{model}-b", "weights": {"x1": 100.0}})
+    port.deploy_router(other, "/")
+    assert [t["epoch"] for t in port.router_tables(other.model)] == [0, 0]
+    assert [t["epoch"] for t in port.router_tables(model)] == [3, 3]
+    assert {p["replica"] for p in port.collect(model)} == replicas
+    port.deploy_router(router, route_prefix)  # served already: nothing changes
+    assert [t["epoch"] for t in port.router_tables(model)] == [3, 3]
+    port.remove_router(other.model)
+    with pytest.raises(UnavailableError):  # no replica serves it any more
+        port.collect(other.model)
+    assert {p["replica"] for p in port.collect(model)} == replicas
+    port.remove_router(model)
+    port.remove_router(model)  # removing what is not served does nothing
 
     port.delete_app(app)
     eventually(lambda: app not in port.applications(), timeout_s)

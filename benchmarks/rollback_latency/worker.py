@@ -147,7 +147,7 @@ def push_probes(model: str, n: int) -> list[float]:
     """What one push costs, under the same load: no-op broadcasts of the table in force (same
     epoch: ignored by the routers); round trip of each, ms."""
     handle = serve.get_deployment_handle("Router", router_app_name(model))
-    table = handle.broadcast("get_routes").results(timeout_s=10)[0]
+    table = handle.broadcast("get_routes", model).results(timeout_s=10)[0]
     out = []
     for _ in range(n):
         t0 = time.perf_counter()

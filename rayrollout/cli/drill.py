@@ -7,13 +7,14 @@
     rayrollout --url http://head:8000 drill --fault hang --address ray://head:10001
 
 One drill deploys the example stable (``models/artifacts/v1.onnx``) and a candidate
-(``v2.onnx``) whose ``faults`` (``rayrollout.spec.FaultSpec``) hold the fault, under a model
-name and route prefix of its own (``/drill-<kind>-<hex>``). Clients send held-out digits at a
-steady rate; then it starts a rollout with a spec made for the fault (``DRILLS``) and waits for
-the outcome. It prints: rolled back or not, which check fired (or a failed deploy) and why,
-the seconds from the candidate's first traffic (the decision that opened the shadow or the
-first step; a crash or a slow start only begins after it) to the rollback, and the requests
-sent / answered / failed by version. Then it deletes its apps and ends its controller.
+(``v2.onnx``) whose ``faults`` (``rayrollout.spec.FaultSpec``) hold the fault, as a model of
+its own on the ingress (``drill-<kind>-<hex>``, at ``/v1/models/<model>/...``). Clients send
+held-out digits at a steady rate; then it starts a rollout with a spec made for the fault
+(``DRILLS``) and waits for the outcome. It prints: rolled back or not, which check fired (or
+a failed deploy) and why, the seconds from the candidate's first traffic (the decision that
+opened the shadow or the first step; a crash or a slow start only begins after it) to the
+rollback, and the requests sent / answered / failed by version. Then it removes its model
+from the ingress, deletes its version apps and ends its controller.
 
 A drill PASSES when the rollout was rolled back by one of the checks its fault is meant to
 trip, within ``bound_s`` of the first candidate traffic, and no request on the stable path
@@ -48,7 +49,7 @@ import rayrollout.client.api as rr
 from rayrollout.cli.demo import free_port
 from rayrollout.cli.render import say
 from rayrollout.errors import RolloutError
-from rayrollout.names import router_app_name, version_app_name
+from rayrollout.names import version_app_name
 from rayrollout.spec import RolloutSpec, project_root
 
 STABLE, CANDIDATE = "v1", "v2"
@@ -245,12 +246,12 @@ def run_drill(kind: str, base_url: str, bound_s: float | None = None,
         rr.controller_handle(model, str(store), port=port)
         if DRILLS[kind].rollback:
             port.deploy_version(spec.candidates[0].for_model(model).resolved())
-        rr.ensure_serving(spec, f"/{model}", port)
-        url = f"{base_url.rstrip('/')}/{model}/v1/models/{model}/predict"
+        rr.ensure_serving(spec, "/", port)
+        url = f"{base_url.rstrip('/')}/v1/models/{model}/predict"
         _wait_ready(url, data["X"][:1].astype(np.float32))
         with Load(url, data["X"].astype(np.float32), concurrency) as load:
             time.sleep(1.0)  # the stable's latencies before the start: the tail's reference
-            ro = rr.start(spec, route_prefix=f"/{model}", port=port)
+            ro = rr.start(spec, port=port)
             try:
                 ro.wait(timeout_s=bound + 120)
             except TimeoutError:
@@ -285,8 +286,8 @@ def _clean(model: str, port: Any) -> None:
         h.call("__ray_terminate__")  # Ray's own graceful exit: a detached actor not restarted
     except RolloutError:
         pass
-    for app in (router_app_name(model), version_app_name(model, STABLE),
-                version_app_name(model, CANDIDATE)):
+    port.remove_router(model)  # the ingress stays: other models may be served on it
+    for app in (version_app_name(model, STABLE), version_app_name(model, CANDIDATE)):
         port.delete_app(app)
 
 

@@ -1,14 +1,15 @@
 """``rayrollout`` command line: validate configs, run the demo, and steer a rollout through the
-router's admin API (``/rollout/...``) over HTTP.
+ingress's admin API (``/rollout/<model>/...``) over HTTP.
 
 ::
 
     rayrollout validate configs/rollout-digits.yaml
     export RAYROLLOUT_URL=http://127.0.0.1:8000 RAYROLLOUT_TOKEN=...
-    rayrollout start configs/rollout-digits.yaml
+    rayrollout start configs/rollout-digits.yaml     # the spec's model
     rayrollout status --watch         # live view until promoted, completed or rolled back
     rayrollout pause | resume | approve | promote [--full] | abort --reason why | undo | retry
     rayrollout history --limit 20
+    rayrollout --model mlp status     # one of several models (default: the only one served)
 
 Exit status: 0 ok; 2 a bad file or a request the server refused (4xx); 1 the server failed or
 could not be reached; ``status --watch`` exits 3 when the rollout was rolled back.
@@ -125,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
         default=os.environ.get("RAYROLLOUT_URL", DEFAULT_URL),
-        help="the router's base URL, with its route prefix (env RAYROLLOUT_URL)",
+        help="the ingress's base URL (env RAYROLLOUT_URL)",
+    )
+    p.add_argument(
+        "--model",
+        default=os.environ.get("RAYROLLOUT_MODEL") or None,
+        help="the model whose rollout to steer (env RAYROLLOUT_MODEL; default: the only model "
+             "the ingress serves, or the spec's for start)",
     )
     p.add_argument(
         "--token",
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = 
         return validate(args.file)
     if args.cmd == "drill":
         return drill.command(args)
-    client = AdminClient(args.url, args.token, transport)
+    client = AdminClient(args.url, args.token, transport, model=args.model)
     try:
         return COMMANDS[args.cmd](client, args)
     except RolloutError as e:

@@ -10,6 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from rayrollout.cli.render import say
+from rayrollout.ingress.config import IngressConfig
+from rayrollout.names import INGRESS_APP
 from rayrollout.spec import (
     RolloutSpec,
     RouterConfig,
@@ -17,19 +19,6 @@ from rayrollout.spec import (
     format_validation_error,
     load_spec,
 )
-
-
-def _is_rollout_config(doc: Any) -> bool:
-    """A rollout spec itself, or a Serve config whose app uses ``build_rollout``."""
-    if not isinstance(doc, dict):
-        return False
-    if "applications" not in doc:
-        return True
-    return any(
-        str(app.get("import_path", "")).endswith(":build_rollout")
-        for app in doc["applications"] or []
-        if isinstance(app, dict)
-    )
 
 
 def step_plan(spec: RolloutSpec) -> list[str]:
@@ -61,6 +50,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _rollout(spec: RolloutSpec) -> str:
+    checks = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
+    return (f"rollout of model {spec.model!r}: stable {spec.stable.name!r}, "
+            f"candidates {[c.name for c in spec.candidates]}, "
+            f"steps {[s.weight for s in spec.strategy.steps]}, checks {checks}")
+
+
 def validate(path: Path) -> int:
     """Check a rollout spec or a Serve config of rayrollout's builders; print ok or the errors
     (one per line, naming field and value). Returns the exit status: 0 ok, 2 invalid."""
@@ -76,14 +72,9 @@ def validate(path: Path) -> int:
         )
         return 2
     try:
-        if _is_rollout_config(doc):
+        if "applications" not in doc:
             spec = load_spec(path)
-            checks = [c.check_name for c in [*spec.analysis.checks, *spec.analysis.guards]]
-            say(
-                f"{path}: ok (rollout of model {spec.model!r}: stable {spec.stable.name!r}, "
-                f"candidates {[c.name for c in spec.candidates]}, "
-                f"steps {[s.weight for s in spec.strategy.steps]}, checks {checks})"
-            )
+            say(f"{path}: ok ({_rollout(spec)})")
             for line in step_plan(spec):
                 say(line)
             return 0
@@ -96,25 +87,60 @@ def validate(path: Path) -> int:
         return 2
 
 
+INGRESS_BUILDERS = ("build_ingress", "build_rollout", "build_router")
+
+
+def _invalid(path: Path, message: str) -> int:
+    say(f"{path}: invalid\n{message}", file=sys.stderr)
+    return 2
+
+
 def _validate_serve(path: Path, doc: dict[str, Any]) -> int:
-    """A Serve multi-app config of ``build_router`` and ``build_version`` applications."""
-    router, versions = None, []
-    for app in doc["applications"] or []:
+    """A Serve multi-app config: one ingress application named ``rayrollout``
+    (``build_ingress``, ``build_rollout`` or ``build_router``) and the ``build_version``
+    applications of its plain models."""
+    ingress: list[tuple[int, str, IngressConfig]] = []
+    versions: list[VersionConfig] = []
+    for i, app in enumerate(doc["applications"] or []):
         target = str(app["import_path"]).split(":")[-1]
-        if target == "build_router":
-            router = RouterConfig.model_validate(app["args"])
+        args = app.get("args") or {}
+        if target == "build_ingress":
+            ingress.append((i, str(app.get("name")), IngressConfig.model_validate(args)))
+        elif target == "build_rollout":
+            cfg = IngressConfig(rollouts=[RolloutSpec.model_validate(args)])
+            ingress.append((i, str(app.get("name")), cfg))
+        elif target == "build_router":
+            cfg = IngressConfig(models=[RouterConfig.model_validate(args)])
+            ingress.append((i, str(app.get("name")), cfg))
         elif target == "build_version":
-            versions.append(VersionConfig.model_validate(app["args"]))
-    if router is None:
-        say(
-            f"{path}: invalid\napplications: none uses rayrollout.serving.app:build_router "
-            "or :build_rollout",
-            file=sys.stderr,
-        )
-        return 2
-    missing = [v for v in router.live_versions() if v not in {x.name for x in versions}]
-    if missing:
-        say(f"{path}: invalid\nweights: versions {missing} have no application", file=sys.stderr)
-        return 2
-    say(f"{path}: ok (model {router.model!r}, versions {[v.name for v in versions]})")
+            versions.append(VersionConfig.model_validate(args))
+    if not ingress:
+        return _invalid(path, "applications: none uses rayrollout.serving.app:build_ingress, "
+                              ":build_rollout or :build_router")
+    if len(ingress) > 1:
+        return _invalid(path, f"applications: {len(ingress)} ingress applications; one "
+                              "(build_ingress) serves every model")
+    i, name, cfg = ingress[0]
+    if name != INGRESS_APP:
+        return _invalid(path, f"applications.{i}.name: {name!r}; the ingress application is "
+                              f"named {INGRESS_APP!r} (the controllers and the port find it "
+                              "by that name)")
+    have = {(v.model, v.name) for v in versions}
+    for router in cfg.models:
+        missing = [v for v in router.live_versions() if (router.model, v) not in have]
+        if missing:
+            return _invalid(path, f"weights: versions {missing} of model {router.model!r} "
+                                  "have no application")
+    lines = [_rollout(s) for s in cfg.rollouts] + [
+        f"model {r.model!r}, versions "
+        f"{[v.name for v in versions if v.model == r.model]}" for r in cfg.models]
+    if len(lines) == 1:
+        say(f"{path}: ok ({lines[0]})")
+    else:
+        say(f"{path}: ok ({len(lines)} models on one ingress)")
+        for line in lines:
+            say(f"  {line}")
+    for spec in cfg.rollouts:
+        for line in step_plan(spec):
+            say(line)
     return 0

@@ -1,6 +1,7 @@
 """``FakeServePort``: Ray Serve in memory, for driving the control plane without Ray.
 
-Apps are entries in a dict, router replicas are ``FakeRouter`` objects with a real ``Recorder``
+Apps are entries in a dict (the ingress is one of them, ``INGRESS_APP``, serving every model),
+each model's router on every ingress replica is a ``FakeRouter`` object with a real ``Recorder``
 (the data plane's pure aggregates), and controllers are plain ``RolloutController`` objects on
 the same clock. A test moves the clock, records requests on the routers, calls
 ``controller.step()`` and looks at what the controller did to the "cluster": which apps exist,
@@ -36,12 +37,12 @@ from rayrollout.controller.port import (
     as_caller_error,
     needs_deploy,
 )
-from rayrollout.controller.store import Store
+from rayrollout.controller.store import open_store
 from rayrollout.dataplane.aggregates import Recorder
 from rayrollout.dataplane.events import LabelledEvent, Outcome, RequestEvent, ShadowEvent
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.errors import NotFound, UnavailableError
-from rayrollout.names import router_app_name, version_app_name
+from rayrollout.names import INGRESS_APP, version_app_name
 from rayrollout.notify import Notifier, RecordingNotifier
 from rayrollout.spec import NotifierSpec, RouterConfig, VersionConfig
 
@@ -119,7 +120,9 @@ class FakeServePort:
     auto_ready: bool = True
     notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
     apps: dict[str, FakeApp] = field(default_factory=dict)
-    routers: dict[str, list[FakeRouter]] = field(default_factory=dict)
+    routers: dict[str, list[FakeRouter]] = field(default_factory=dict)  # per model and replica
+    router_configs: dict[str, RouterConfig] = field(default_factory=dict)  # models served
+    ingress_replicas: int = 0  # replicas of the ingress (0: not deployed)
     controllers: dict[str, RolloutController] = field(default_factory=dict)
     store_paths: dict[str, str] = field(default_factory=dict)
     deleted: list[tuple[float, str]] = field(default_factory=list)  # (when, app)
@@ -156,18 +159,38 @@ class FakeServePort:
 
     def deploy_router(self, config: RouterConfig, route_prefix: str = "/",
                       replicas: int | None = None) -> None:
-        name = router_app_name(config.model)
-        if not needs_deploy(self.applications().get(name)):
+        """Serve the model on the ingress, deployed with ``replicas`` (default: the config's)
+        if it is not there; the ingress grows to the replicas a model asks for."""
+        if config.model in self.router_configs:
             return
-        self.apps[name] = FakeApp(RUNNING, config, "", self.clock())
+        if route_prefix not in ("", "/") and config.path_prefix is None:
+            config = config.model_copy(update={"path_prefix": route_prefix.rstrip("/")})
         n = replicas if replicas is not None else config.deployment.num_replicas
+        if INGRESS_APP not in self.apps:
+            self.apps[INGRESS_APP] = FakeApp(RUNNING, config, "", self.clock(), n, n)
+            self.ingress_replicas = n
+        elif n > self.ingress_replicas:  # new replicas serve every model, from their configs
+            for m, cfg in self.router_configs.items():
+                self.routers[m] += [FakeRouter(cfg.routing_table(0), f"{m}-router-{i}")
+                                    for i in range(self.ingress_replicas, n)]
+            self.ingress_replicas = n
+        self.router_configs[config.model] = config
         self.routers[config.model] = [
-            FakeRouter(config.routing_table(0), f"{config.model}-router-{i}") for i in range(n)
+            FakeRouter(config.routing_table(0), f"{config.model}-router-{i}")
+            for i in range(self.ingress_replicas)
         ]
+
+    def remove_router(self, model: str) -> None:
+        self.router_configs.pop(model, None)
+        self.routers.pop(model, None)
 
     def delete_app(self, name: str) -> None:
         if self.apps.pop(name, None) is not None:
             self.deleted.append((self.clock(), name))
+        if name == INGRESS_APP:  # every model's routers go with it
+            self.routers.clear()
+            self.router_configs.clear()
+            self.ingress_replicas = 0
 
     def applications(self) -> dict[str, AppStatus]:
         return {n: AppStatus(a.status, a.message, a.running) for n, a in self.apps.items()}
@@ -208,9 +231,10 @@ class FakeServePort:
         return [r.table.to_dict() for r in self._replicas(model)]
 
     def restart_router(self, model: str, i: int = 0) -> None:
-        """Replica ``i`` restarts: it comes back with its config's table (epoch 0)."""
-        cfg = self.apps[router_app_name(model)].config
-        assert isinstance(cfg, RouterConfig)
+        """Replica ``i`` of the ingress restarts: ``model``'s router comes back with its
+        config's table (epoch 0) and nothing recorded (the other models' routers of that
+        replica are not this test's concern)."""
+        cfg = self.router_configs[model]
         self.routers[model][i] = FakeRouter(cfg.routing_table(0), f"{model}-router-{i}-new")
 
     # -- the controller -------------------------------------------------------------------------
@@ -227,7 +251,7 @@ class FakeServePort:
                 raise NotFound(f"no rollout controller for model {model!r}")
             path = self.store_paths.get(model) or store_path or ":memory:"
             self.store_paths[model] = path
-            c = RolloutController(model, Store(path), self, self.clock, self._notify)
+            c = RolloutController(model, open_store(path, model), self, self.clock, self._notify)
             self.controllers[model] = c
         return LocalControllerHandle(c)
 

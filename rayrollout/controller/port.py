@@ -13,6 +13,11 @@ Guarantees every implementation keeps (the contract tests check both):
   autoscaling one) without restarting its running replicas; ``applications`` reports how many
   replicas of each app's ingress run.
 * ``delete_app`` of an app that is not there does nothing.
+* Every model is served by the one ingress application (``names.INGRESS_APP``), each by its
+  own router on every ingress replica. ``deploy_router`` adds a model to it (deploying the
+  ingress if it is not there) and does nothing for a model it serves already;
+  ``remove_router`` removes one. Neither restarts the ingress nor touches another model's
+  router: its table, epoch and counts stay as they are.
 * ``push_table`` reaches every router replica of the model; a replica keeps the table with the
   larger epoch, and the call returns the epoch each replica now has.
 * ``collect`` drains every router replica once; it raises ``UnavailableError`` when no router
@@ -90,8 +95,15 @@ class ServePort(Protocol):
         """Resize a deployed version in place (None: back to its config's size)."""
         ...
 
-    def deploy_router(self, config: RouterConfig, route_prefix: str) -> None:
-        """Deploy a model's router, the HTTP ingress, at ``route_prefix``."""
+    def deploy_router(self, config: RouterConfig, route_prefix: str = "/") -> None:
+        """Serve ``config.model`` on the ingress (deployed first if it is not there); a model
+        served already is left as it is. A ``route_prefix`` other than ``/`` is the model's own
+        path prefix on the ingress (``RouterConfig.path_prefix``), unless its config names
+        one."""
+        ...
+
+    def remove_router(self, model: str) -> None:
+        """Stop serving ``model`` on the ingress (nothing if it is not served)."""
         ...
 
     def delete_app(self, name: str) -> None:

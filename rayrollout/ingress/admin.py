@@ -22,7 +22,7 @@ Guarantees:
   token without the route's scope gets 403. The NAME of the token that matched is the
   ``actor`` the decision log records.
 * A spec started over HTTP cannot choose where the controller stores its state
-  (``store_path``: 400); the router's own ``store_path`` does. What else such a spec may reach
+  (``store_path`` or ``store_url``: 400); the router's own store does. What else it may reach
   (artifacts, webhook hosts) the controller checks for every start, whoever starts it.
 * Every error is a JSON body ``{"error", "code"}`` with its status from ``rayrollout.errors``
   (a 405 names the allowed methods in ``Allow``); never an unhandled 500, and never counted as
@@ -165,14 +165,15 @@ class AdminAPI:
             raise BadRequest(
                 f"model: {spec.model!r} is not the model this router serves ({self.model!r})"
             )
-        if spec.store_path is not None:
-            raise BadRequest("store_path: a rollout started over HTTP cannot choose its store; "
-                             "the router config's store_path does")
+        if spec.store_target() is not None:
+            field = "store_url" if spec.store_url is not None else "store_path"
+            raise BadRequest(f"{field}: a rollout started over HTTP cannot choose its store; "
+                             "the router config's store_path or store_url does")
         log.info("start of a rollout by %s", actor)
         if self._controller is None:  # blocking: creates the controller if it is not there
             port = self._port()
             self._controller = await asyncio.to_thread(port.controller, self.model,
-                                                       self.cfg.store_path)
+                                                       self.cfg.store_target())
         return _json(await self._call("start", spec.model_dump(mode="json"), actor))
 
     def _verb(self, verb: str) -> Callable[[Request], Awaitable[Response]]:

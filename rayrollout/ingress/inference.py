@@ -11,6 +11,12 @@
   internals) go to the router's log under that id only.
 * ``summary``: the first row's prediction and probability for the judges, always finite or
   NaN, so nothing downstream (the recorder's class counts) ever sees an infinity.
+* ``Withdrawals``: fail fast. When a new table takes a version's traffic away (a rollback, a
+  lost candidate), requests still waiting on it stop waiting instead of waiting out the
+  request timeout: each such call ends as ``VersionWithdrawn`` (503, an ERROR outcome of the
+  version) once it has waited ``WITHDRAWN_GRACE_S`` (at once if it already has). The grace
+  lets a healthy version that merely lost its weight (the old stable at a promotion) answer
+  what it already holds.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from rayrollout._compat import ASYNC_TIMEOUT
 from rayrollout.dataplane.events import Outcome
 from rayrollout.dataplane.passthrough import Answer, Forward
-from rayrollout.errors import BadRequest, ModelError, ModelTimeout
+from rayrollout.dataplane.routing import RoutingTable
+from rayrollout.errors import BadRequest, ModelError, ModelTimeout, RolloutError, UnavailableError
 from rayrollout.ingress.http import error_id
 from rayrollout.ingress.versions import VersionClient
 from rayrollout.runtime import summarize_prediction
@@ -35,6 +42,15 @@ from rayrollout.runtime import summarize_prediction
 log = logging.getLogger("rayrollout.router")
 
 MAX_STICKY_KEY_CHARS = 256
+# How long a call to a withdrawn version may still have run before it stops waiting: longer
+# than a healthy version takes to answer, far shorter than a request timeout.
+WITHDRAWN_GRACE_S = 1.0
+
+
+class VersionWithdrawn(UnavailableError):
+    """The version lost its traffic while this request waited on it (503)."""
+
+    code = "version_withdrawn"
 
 
 def sticky_key(headers: Mapping[str, str], name: str) -> str | None:
@@ -48,17 +64,79 @@ def sticky_key(headers: Mapping[str, str], name: str) -> str | None:
 T = TypeVar("T")
 
 
-async def _timed(version: str, call: Awaitable[T], timeout: float
-                 ) -> tuple[T | None, ModelError | None, Outcome, float]:
+class Withdrawals:
+    """Per version, a future resolved when a new table takes the version's traffic away.
+
+    ``signal(version, pinned, table)`` is what one call waits on beside its answer: a request
+    drawn at random stops waiting when its version gets no weight; one pinned to its version
+    (a tester's header) only when the version is no longer live at all. ``withdraw(old, new)``
+    (``Router.set_routes``) resolves the futures of the versions ``new`` took traffic from.
+    Futures live on the replica's event loop; a version's is made by its first caller."""
+
+    def __init__(self) -> None:
+        self._random: dict[str, asyncio.Future[None]] = {}
+        self._pinned: dict[str, asyncio.Future[None]] = {}
+
+    def signal(self, version: str, pinned: bool, table: RoutingTable) -> asyncio.Future[None]:
+        """The future this call waits on; already done when ``table`` (the one in force now,
+        which may be newer than the one the request was routed with) withdrew the version."""
+        waiting, gone = ((self._pinned, version not in table.live) if pinned else
+                         (self._random, table.weights.get(version, 0.0) <= 0))
+        fut = waiting.get(version)
+        if fut is None or fut.done():
+            fut = asyncio.get_running_loop().create_future()
+            if gone:
+                fut.set_result(None)
+            else:
+                waiting[version] = fut
+        return fut
+
+    def withdraw(self, old: RoutingTable, new: RoutingTable) -> list[str]:
+        """Resolve the futures of every version ``new`` takes traffic from; their names."""
+        hit = []
+        for v, w in old.weights.items():
+            if w > 0 and new.weights.get(v, 0.0) <= 0:
+                hit.append(v)
+                _resolve(self._random.pop(v, None))
+        for v in set(old.live) - set(new.live):
+            _resolve(self._pinned.pop(v, None))
+        return hit
+
+
+def _resolve(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
+async def _timed(version: str, call: Awaitable[T], timeout: float,
+                 withdrawn: asyncio.Future[None] | None = None,
+                 ) -> tuple[T | None, RolloutError | None, Outcome, float]:
     """Await a call to a version with its timeout: (result, the error to answer, outcome,
     latency in ms). A timeout or any failure of the version is a ``ModelError`` counted
-    against it, whose message is generic with an error id (the details go to the log)."""
+    against it, whose message is generic with an error id (the details go to the log). When
+    ``withdrawn`` resolves first, the call stops waiting once it is ``WITHDRAWN_GRACE_S`` old:
+    ``VersionWithdrawn``, an ERROR of the version."""
     t0 = time.perf_counter()
+    task = asyncio.ensure_future(call)
+    err: RolloutError
     try:
-        result = await asyncio.wait_for(call, timeout)
+        waiting: set[asyncio.Future[Any]] = {task} if withdrawn is None else {task, withdrawn}
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and withdrawn is not None and withdrawn.done():
+            left = min(WITHDRAWN_GRACE_S, timeout) - (time.perf_counter() - t0)
+            if left > 0:
+                await asyncio.wait({task}, timeout=left)
+            if not task.done():
+                raise VersionWithdrawn(f"version {version!r} was withdrawn from routing while "
+                                       "this request waited for it")
+        if not task.done():
+            raise TimeoutError
+        result = task.result()
         return result, None, Outcome.OK, (time.perf_counter() - t0) * 1000.0
+    except VersionWithdrawn as e:
+        err, outcome = e, Outcome.ERROR
     except ASYNC_TIMEOUT:
-        err: ModelError = ModelTimeout(f"version {version!r} did not answer within {timeout:g} s")
+        err = ModelTimeout(f"version {version!r} did not answer within {timeout:g} s")
         outcome = Outcome.TIMEOUT
     except Exception as e:  # the model, its replica (or the proxy) failed: this version's
         eid = error_id()
@@ -67,6 +145,9 @@ async def _timed(version: str, call: Awaitable[T], timeout: float
         err = ModelError(f"version {version!r} failed (error id {eid}; the details are in the "
                          "router's log)")
         outcome = Outcome.ERROR
+    finally:
+        if not task.done():  # timed out, withdrawn, or this request itself was cancelled
+            task.cancel()
     return None, err, outcome, (time.perf_counter() - t0) * 1000.0
 
 
@@ -79,22 +160,24 @@ async def _checked(call: Awaitable[dict[str, np.ndarray]]) -> dict[str, np.ndarr
 
 
 async def call_version(versions: VersionClient, version: str, arrays: dict[str, np.ndarray],
-                       timeout: float
-                       ) -> tuple[dict[str, np.ndarray] | None, Outcome, ModelError | None, float]:
+                       timeout: float, withdrawn: asyncio.Future[None] | None = None,
+                       ) -> tuple[dict[str, np.ndarray] | None, Outcome, RolloutError | None,
+                                  float]:
     """Call the version: (outputs, outcome, the error to answer, latency in ms)."""
     outputs, err, outcome, ms = await _timed(
-        version, _checked(versions.predict(version, arrays)), timeout)
+        version, _checked(versions.predict(version, arrays)), timeout, withdrawn)
     return outputs, outcome, err, ms
 
 
 async def forward_version(versions: VersionClient, version: str, request: Forward,
-                          via: tuple[str, int] | None, timeout: float
-                          ) -> tuple[Answer | None, Outcome, ModelError | None, float]:
+                          via: tuple[str, int] | None, timeout: float,
+                          withdrawn: asyncio.Future[None] | None = None,
+                          ) -> tuple[Answer | None, Outcome, RolloutError | None, float]:
     """Pass a request through to a version: (its answer, outcome, the error to answer when it
     gave none, latency in ms). An answer of 5xx is an error of the version; any other status
     is its answer (a 4xx is its own answer to bad input)."""
     answer, err, outcome, ms = await _timed(version, versions.forward(version, request, via),
-                                            timeout)
+                                            timeout, withdrawn)
     if answer is not None and answer.status >= 500:
         outcome = Outcome.ERROR
     return answer, outcome, err, ms

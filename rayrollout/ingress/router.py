@@ -1,27 +1,32 @@
-"""``Router``: the HTTP ingress of one model. Splits, pins, mirrors, validates and records.
+"""``Router``: one model on the ingress. Splits, pins, mirrors, validates and records.
 
-Its HTTP surface is a Starlette application (``Router.http``) of declared routes: the Open
-Inference Protocol (``/v2/...``), the ``/v1`` JSON API, label feedback, and the admin API
-mounted at ``/rollout``. It imports no Ray: versions are reached through a ``VersionClient`` and
-the controller through a ``ServePort``, both injected. ``rayrollout.serving.ingress`` runs it as
-the Serve deployment; tests run it in-process with ``LocalVersions`` and ``FakeServePort``.
+Its HTTP surface is a Starlette application (``Router.http``) of declared routes, as the model
+sees them: the Open Inference Protocol (``/v2/...``), the ``/v1`` JSON API, label feedback, and
+the admin API mounted at ``/rollout``. ``rayrollout.ingress.gateway.Gateway`` holds one router
+per model and hands each request to its model's router. It imports no Ray: versions are reached
+through a ``VersionClient`` and the controller through a ``ServePort``, both injected.
+``rayrollout.serving.ingress`` runs the gateway as the Serve deployment; tests run routers
+in-process with ``LocalVersions`` and ``FakeServePort``.
 
 The request path never waits on the controller: it routes with the last ``RoutingTable`` it was
 given. ``set_routes`` replaces the table by one attribute assignment, and each request reads
-``self.table`` exactly once, so it is routed, served and recorded under a single table.
+``self.table`` exactly once, so it is routed, served and recorded under a single table. A new
+router takes the controller's table before it is handed any request (``adopt``, bounded).
 
-Control-plane methods (called on every replica by the port's broadcast):
+Control-plane methods (the gateway's ``set_routes``, ``get_routes``, ``collect`` of a model):
 ``set_routes(table)``, ``get_routes()``, ``collect()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -60,7 +65,13 @@ from rayrollout.errors import (
 from rayrollout.ingress.admin import AdminAPI
 from rayrollout.ingress.auth import Scope
 from rayrollout.ingress.http import JsonApp, error_id, error_response, json_response, read_body
-from rayrollout.ingress.inference import call_version, forward_version, sticky_key, summary
+from rayrollout.ingress.inference import (
+    Withdrawals,
+    call_version,
+    forward_version,
+    sticky_key,
+    summary,
+)
 from rayrollout.ingress.openapi import admin_openapi, inference_openapi
 from rayrollout.ingress.platform import RouterPlatform, run_in_thread
 from rayrollout.ingress.shadow import ShadowMirror
@@ -77,7 +88,7 @@ READY_PROBE_TIMEOUT_S = 5.0
 # A readiness probe's wait ran out, or the version said it is not ready.
 NOT_READY: tuple[type[Exception], ...] = (*ASYNC_TIMEOUT, RolloutError)
 PASS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
-ADOPT_TIMEOUT_S = 30.0
+ADOPT_TIMEOUT_S = 10.0  # a new router's wait for its controller's table
 
 
 class Router:
@@ -102,13 +113,13 @@ class Router:
         self._transport_limit = platform.transport_limit
         self.max_response_bytes: int | None = protocol.MAX_RESPONSE_BYTES
         self.admin = AdminAPI(self.cfg, platform.port, environ)
+        self.withdrawals = Withdrawals()
         self.http = JsonApp(self.routes(), on_error=self._count_rejected)
-        background = platform.background or run_in_thread
         if platform.port is not None:
+            # a new or restarted replica serves the controller's epoch from its first request
+            self.adopt(ADOPT_TIMEOUT_S)
             if self.cfg.rollout is not None:  # serve run of a rollout config: start it
-                background(self._start_rollout)
-            else:  # a restarted replica must not serve its config's table until the next push
-                background(self._adopt_controller_table)
+                (platform.background or run_in_thread)(self._start_rollout)
 
     def routes(self) -> list[BaseRoute]:
         """Every route of the ingress; ``Allow`` on a 405 comes from these declarations."""
@@ -130,6 +141,17 @@ class Router:
             Route("/v1/models", self._list_models, methods=get),
             Route("/v1/models/{model}", self._model_info, methods=get),
             Route("/v2/models/{model}/openapi.json", self._openapi, methods=get),
+            *self._admin_routes(),
+        ]
+
+    def _admin_routes(self) -> list[BaseRoute]:
+        """The admin API and status page at ``/rollout/<model>/...`` and at ``/rollout/...``
+        (the gateway sends the latter here only when this is the one model it serves)."""
+        get, own = ["GET"], f"/rollout/{self.model}"
+        return [
+            Route(f"{own}/openapi.json", self._admin_openapi, methods=get),
+            Route(own, self.admin.page, methods=get),
+            Mount(own, app=self.admin.http),
             Route("/rollout/openapi.json", self._admin_openapi, methods=get),
             Route("/rollout", self.admin.page, methods=get),
             Mount("/rollout", app=self.admin.http),
@@ -143,9 +165,7 @@ class Router:
             Route("/v1/models/{model}/feedback", self._feedback, methods=["POST"]),
             Route("/v2/health/live", self._live, methods=get),
             Route("/v1/models", self._list_models, methods=get),
-            Route("/rollout/openapi.json", self._admin_openapi, methods=get),
-            Route("/rollout", self.admin.page, methods=get),
-            Mount("/rollout", app=self.admin.http),
+            *self._admin_routes(),
             Route("/{path:path}", self._pass, methods=list(PASS_METHODS)),
         ]
 
@@ -153,13 +173,20 @@ class Router:
 
     async def set_routes(self, table: dict[str, Any]) -> int:
         """Install ``table`` if its epoch is newer than the one in force; return the epoch now
-        in force. Idempotent: pushing the same or an older table changes nothing."""
+        in force. Idempotent: pushing the same or an older table changes nothing. Requests
+        still waiting on a version the new table takes traffic from stop waiting
+        (``rayrollout.ingress.inference.Withdrawals``)."""
         new = RoutingTable.from_dict(table)
         if new.model != self.model:
             raise RolloutError(f"table for model {new.model!r} pushed to router of {self.model!r}")
         self._start_exporter()
-        if new.epoch > self.table.epoch:
+        old = self.table
+        if new.epoch > old.epoch:
             self.table = new  # the one assignment that switches every later request
+            withdrawn = self.withdrawals.withdraw(old, new)
+            if withdrawn:
+                log.info("epoch %d of %r takes traffic from %s: requests waiting on them stop "
+                         "waiting", new.epoch, self.model, withdrawn)
         return self.table.epoch
 
     async def get_routes(self) -> dict[str, Any]:
@@ -176,22 +203,68 @@ class Router:
     def _start_rollout(self) -> Any:
         assert self.cfg.rollout is not None and self.platform.port is not None
         spec = RolloutSpec.model_validate(self.cfg.rollout)
-        h = self.platform.port.controller(spec.model, spec.store_path)
+        h = self.platform.port.controller(spec.model, spec.store_target())
         # declarative: a config re-deployed (or another router replica) never restarts a
         # rollout this model already ran, however it ended
         return h.call("start", spec.model_dump(mode="json"), "serve-run", True)
 
-    def _adopt_controller_table(self) -> None:
-        """If a controller runs this model's rollouts, take its current table (newer epoch)."""
+    def adopt(self, timeout_s: float) -> bool:
+        """Take the current table of this model's controller, if one runs, waiting at most
+        ``timeout_s`` (blocking: call it before the router serves, or off the event loop).
+        True when a controller's table is in force; with no controller (plain serving) or
+        none reachable in time, the config's table stays (the controller pushes it later)."""
+        done, late = threading.Event(), threading.Event()
+        taken: list[bool] = []
+
+        def run() -> None:
+            try:
+                taken.append(self._adopt_controller_table(late))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"adopt-{self.model}", daemon=True).start()
+        if not done.wait(timeout_s):
+            late.set()  # an answer after this is stale: the controller's pushes take over
+            log.warning("the controller of %r did not give its table within %g s: serving the "
+                        "config's (epoch %d) until it pushes one", self.model, timeout_s,
+                        self.table.epoch)
+        return bool(taken and taken[0])
+
+    def _adopt_controller_table(self, late: threading.Event) -> bool:
+        """If a controller runs this model's rollouts, take its current table (newer epoch),
+        unless ``late`` is set by then."""
         assert self.platform.port is not None
         try:
             doc = self.platform.port.controller(self.model, create=False).call("table")
         except Exception:  # no controller (plain serving) or not reachable: keep the config's
-            return
-        if doc:
+            return False
+        if doc and not late.is_set():
             new = RoutingTable.from_dict(doc)
             if new.model == self.model and new.epoch > self.table.epoch:
                 self.table = new  # one assignment, as in set_routes
+        return bool(doc)
+
+    # -- what the gateway asks of each model ------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """This model in ``GET /v1/models``: name, epoch and versions with their weights."""
+        self._start_exporter()
+        return dict(self._models()["models"][0])
+
+    async def ready(self) -> bool:
+        """Whether every version with weight is ready (a pass-through model: always; its apps
+        answer for themselves)."""
+        if self.cfg.interface == "http":
+            return True
+        return (await self._ready_response(None)).status_code == 200
+
+    def close(self) -> None:
+        """The model is no longer served here: stop its exporter."""
+        if self._exporter is not None:
+            stop = getattr(self._exporter, "stop", None)
+            if stop is not None:
+                with contextlib.suppress(RuntimeError):  # no running loop: nothing started
+                    asyncio.get_running_loop().create_task(stop())
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -284,7 +357,11 @@ class Router:
         return json_response(inference_openapi(self.model, sig, list(t.live), self.cfg))
 
     async def _admin_openapi(self, request: Request) -> Response:
-        return json_response(admin_openapi())
+        """The admin API's description, at the prefix it was asked for under."""
+        own = f"/rollout/{self.model}"
+        path = route_path(request.scope)
+        return json_response(admin_openapi(own if path.startswith(own + "/") else
+                                           "/rollout"))
 
     async def _list_models(self, request: Request) -> Response:
         return JSONResponse(self._models())
@@ -354,8 +431,10 @@ class Router:
         except RequestError as e:
             self.recorder.reject(version)
             return self._error(e, version, table.epoch)
+        pinned = not choice.randomised and not choice.unit  # as RoutingTable.retry_on
         outputs, outcome, err, latency_ms = await call_version(
-            self.versions, version, arrays, cfg.request_timeout_s)
+            self.versions, version, arrays, cfg.request_timeout_s,
+            self.withdrawals.signal(version, pinned, self.table))
         answer = None
         refused: RolloutError | None = err
         if outputs is not None:  # an answer too large for its client is refused and rejected
@@ -447,8 +526,10 @@ class Router:
                       request.scope.get("query_string", b"").decode("latin-1"),
                       forward_headers(headers.items(), (cfg.pin_header,)), body)
         via = request.scope.get("server")
+        pinned = not choice.randomised and not choice.unit
         answer, outcome, err, latency_ms = await forward_version(
-            self.versions, version, fwd, via, cfg.request_timeout_s)
+            self.versions, version, fwd, via, cfg.request_timeout_s,
+            self.withdrawals.signal(version, pinned, self.table))
         if answer is not None and 400 <= answer.status < 500:
             self.recorder.reject(version)  # the app's answer to bad input
             return self._passed(answer, table, version, rid)

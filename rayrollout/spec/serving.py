@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, field_validator, model_validator
+from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
 
+from rayrollout._compat import Self
 from rayrollout.dataplane.routing import RoutingTable
 from rayrollout.names import router_app_name, version_app_name
 from rayrollout.spec.base import NAME_PATTERN, Strict, field_error
@@ -285,13 +287,62 @@ class ShadowConfig(Strict):
     rtol: float = Field(0.05, ge=0)  # regressors: relative difference counted as disagreement
 
 
+# A model's own path prefix on the ingress: one or more segments, none of them the ingress's.
+PATH_PREFIX_PATTERN = r"^(/[A-Za-z0-9_.~-]+)+$"
+RESERVED_PREFIXES = frozenset({"v1", "v2", "rollout", "-", ".", ".."})
+
+
 class RouterDeployment(Strict):
     num_replicas: int = Field(1, ge=1, le=1024)
     max_ongoing_requests: int = Field(1000, ge=1, le=1_000_000)
     num_cpus: float = Field(0.0, ge=0)
 
 
-class RouterConfig(Strict):
+def check_store_url(v: str) -> str:
+    """A PostgreSQL URL with no password: a config is shown by Serve and a spec is stored. An
+    error shows the URL with its password, if any, as ***."""
+    shown = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", v)
+    shown = re.sub(r"(?i)(password=)[^&#]*", r"\1***", shown)
+    problem = None
+    if not v.lower().startswith(("postgresql://", "postgres://")):
+        problem = "not a postgresql:// URL (a SQLite file is store_path)"
+    elif not v.isprintable() or any(c.isspace() for c in v):
+        problem = "a URL has no spaces or control characters"
+    elif shown != v:
+        problem = ("the URL carries a password: a config is shown by Serve and a spec is "
+                   "stored; give it in PGPASSWORD (or a ~/.pgpass file) where the controller "
+                   "runs, or the whole URL in $RAYROLLOUT_STORE_URL")
+    if problem is not None:
+        raise field_error((), problem, shown[:200])
+    return v
+
+
+# A rollout store on a PostgreSQL server, for clusters: postgresql://user@host:port/database
+StoreUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_store_url)]
+
+
+class StoreChoice:
+    """Of a model with ``store_path`` and ``store_url``: at most one is set, and
+    ``store_target()`` is the one the controller opens."""
+
+    if TYPE_CHECKING:
+        store_path: str | None
+        store_url: str | None
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Self:
+        if self.store_path is not None and self.store_url is not None:
+            raise field_error(("store_url",), "store_url and store_path are exclusive: a "
+                              "rollout has one store", self.store_url)
+        return self
+
+    def store_target(self) -> str | None:
+        """``store_url`` or ``store_path`` (None: ``$RAYROLLOUT_STORE_URL``, else the default
+        file on the controller's node)."""
+        return self.store_url or self.store_path
+
+
+class RouterConfig(StoreChoice, Strict):
     """Argument of the router application (the HTTP ingress of one model).
 
     ``weights`` are percentages over live versions and must sum to 100; a version may have 0
@@ -319,13 +370,21 @@ class RouterConfig(Strict):
     admin_tokens_env: str = Field("RAYROLLOUT_ADMIN_TOKENS",
                                   pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     tokens_file: str | None = Field(None, min_length=1, max_length=4096)
-    # The store of rollouts started over HTTP (POST /rollout/start may not choose it).
+    # The store of rollouts started over HTTP (POST /rollout/start may not choose it): a
+    # SQLite file (store_path) or a PostgreSQL URL (store_url); neither: $RAYROLLOUT_STORE_URL,
+    # else a file on the controller's node.
     store_path: str | None = Field(None, min_length=1, max_length=4096)
+    store_url: StoreUrl | None = None
     # How it talks to its versions: ``tensor`` (validated arrays, the Open Inference Protocol
     # and /v1 routes) or ``http`` (requests under its prefix passed through to apps that speak
     # their own HTTP; ``predictions`` reads each version's prediction from its answers).
     interface: Literal["tensor", "http"] = "tensor"
     predictions: dict[str, PredictionSpec] = Field(default_factory=dict)
+    # The model's own path prefix on the ingress (``/name[/more]``): every request under it is
+    # this model's, seen by its router as if the prefix were not there (a pass-through model's
+    # requests are passed on under it). Default: ``/<model>`` for ``interface: http``, none for
+    # a tensor model (which is always served at ``/v2/models/<model>/...`` as well).
+    path_prefix: str | None = Field(None, max_length=200, pattern=PATH_PREFIX_PATTERN)
     # A rollout to start when the router comes up (``serve run`` of a rollout config).
     rollout: dict[str, JsonValue] | None = None
     deployment: RouterDeployment = RouterDeployment()
@@ -372,9 +431,25 @@ class RouterConfig(Strict):
             raise ValueError("predictions read pass-through answers: set interface: http")
         return self
 
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix_not_reserved(cls, v: str | None) -> str | None:
+        if v is not None and v.split("/")[1] in RESERVED_PREFIXES:
+            raise ValueError(f"path_prefix={v!r} starts with /{v.split('/')[1]}, which the "
+                             f"ingress serves itself ({', '.join(sorted(RESERVED_PREFIXES))})")
+        return v
+
     @property
     def app_name(self) -> str:
         return router_app_name(self.model)
+
+    @property
+    def prefix(self) -> str | None:
+        """The path prefix this model is served under on the ingress (None: only at
+        ``/v2/models/<model>/...`` and ``/v1/models/<model>/...``)."""
+        if self.path_prefix is not None:
+            return self.path_prefix
+        return f"/{self.model}" if self.interface == "http" else None
 
     def routing_table(self, epoch: int = 0) -> RoutingTable:
         """The routing table this config describes, at ``epoch``: the one place a

@@ -1,4 +1,5 @@
-"""Deploy a model (router + versions) under a unique name and route prefix per test."""
+"""Deploy a model (its versions, and its router on the one ingress) under a unique name and path
+prefix per test."""
 
 from __future__ import annotations
 
@@ -21,11 +22,24 @@ pytestmark = pytest.mark.integration
 
 # They kill replicas and controllers and load the box: the session's Ray runs them last, so
 # what they break or leave behind (restarting actors, a busy metrics agent) meets no other test.
-DESTRUCTIVE = ("test_load.py", "test_chaos.py", "test_drill.py")
+DESTRUCTIVE = ("test_load.py", "test_chaos.py", "test_drill.py", "test_cluster_faults.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda it: it.path.name in DESTRUCTIVE)  # stable: keeps the order within
+
+
+class ModelRouters:
+    """The ingress's handle seen as one model's routers: ``broadcast("collect")`` and
+    ``broadcast("get_routes")`` name the model (a table names its own)."""
+
+    def __init__(self, handle: Any, model: str) -> None:
+        self.handle, self.model = handle, model
+
+    def broadcast(self, method: str, *args: Any) -> Any:
+        if method in ("collect", "get_routes") and not args:
+            args = (self.model,)
+        return self.handle.broadcast(method, *args)
 
 
 @dataclass
@@ -42,10 +56,14 @@ class Deployed:
     def async_client(self, **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base, timeout=60, **kw)
 
-    def router(self) -> Any:
+    def router(self) -> ModelRouters:
+        """The routers of this model: one on every replica of the shared ingress."""
         from ray import serve
 
-        return serve.get_deployment_handle("Router", f"rayrollout-{self.model}")
+        from rayrollout.names import INGRESS_APP, ROUTER_DEPLOYMENT
+
+        return ModelRouters(serve.get_deployment_handle(ROUTER_DEPLOYMENT, INGRESS_APP),
+                            self.model)
 
     def collect(self) -> list[dict[str, Any]]:
         return list(self.router().broadcast("collect").results())
@@ -92,6 +110,7 @@ def deploy(ray_serve: RayServe) -> Iterator[Callable[..., Deployed]]:
     from ray import serve
 
     from rayrollout.serving.app import deploy as do_deploy
+    from rayrollout.serving.port import RayServePort
 
     made: list[Deployed] = []
 
@@ -101,12 +120,13 @@ def deploy(ray_serve: RayServe) -> Iterator[Callable[..., Deployed]]:
         vs = [version(model, n, a, r) for n, a, r in versions]
         do_deploy({"model": model, **router}, vs, route_prefix=prefix)
         d = Deployed(model, prefix, ray_serve.url + prefix)
-        d.apps = [f"{model}-{v['name']}" for v in vs] + [f"rayrollout-{model}"]
+        d.apps = [f"{model}-{v['name']}" for v in vs]  # the ingress is shared: not deleted
         made.append(d)
         return d
 
     yield _deploy
     for d in made:
+        RayServePort().remove_router(d.model)
         for app in d.apps:
             serve.delete(app, _blocking=False)
 

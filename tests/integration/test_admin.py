@@ -85,7 +85,10 @@ def cleanup(model: str) -> None:
 
     with contextlib.suppress(ValueError):  # never created, or already gone
         ray.kill(ray.get_actor(controller_name(model), namespace=NAMESPACE))
-    for app in (f"{model}-v1", f"{model}-v2", f"rayrollout-{model}"):
+    from rayrollout.serving.port import RayServePort
+
+    RayServePort().remove_router(model)  # the ingress stays for the other tests' models
+    for app in (f"{model}-v1", f"{model}-v2"):
         serve.delete(app, _blocking=False)
 
 

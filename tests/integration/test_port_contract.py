@@ -26,5 +26,5 @@ def test_the_ray_port_keeps_the_contract(ray_serve: RayServe) -> None:
     try:
         check_serve_port(RayServePort(), version, f"/{model}", timeout_s=90)
     finally:
-        for app in (f"{model}-v1", f"rayrollout-{model}"):
-            serve.delete(app, _blocking=False)
+        serve.delete(f"{model}-v1", _blocking=False)
+        RayServePort().remove_router(model)

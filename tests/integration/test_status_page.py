@@ -40,15 +40,16 @@ def page(
     tmp_path_factory: pytest.TempPathFactory,
     heldout: tuple[np.ndarray, np.ndarray],
 ) -> Iterator[Page]:
-    """A rollout in its first canary step with some traffic judged."""
+    """A rollout in its first canary step with some traffic judged; the page at the model's
+    admin path on the shared ingress (``/rollout/<model>``)."""
     import rayrollout.client.api as rr
 
     model = f"p{uuid.uuid4().hex[:8]}"
     spec = rollout_spec(model, tmp_path_factory.mktemp("page") / "rollouts.db")
-    base = f"{ray_serve.url}/{model}"
+    base = ray_serve.url
     X, _ = heldout
     try:
-        ro = rr.start(spec, route_prefix=f"/{model}")
+        ro = rr.start(spec)
         ro.wait({"canary"}, timeout_s=60)
         with httpx.Client(base_url=base, timeout=60) as c:
             for i in range(120):
@@ -60,7 +61,7 @@ def page(
             time.sleep(0.3)
             st = ro.status()
         assert st["checks"].get("v2"), st
-        yield Page(model, f"{base}/rollout/", st)
+        yield Page(model, f"{base}/rollout/{model}", st)
     finally:
         cleanup(model)
 

@@ -132,11 +132,35 @@ def test_validate_accepts_a_rollout_spec(tmp_path: Path, capsys: pytest.CaptureF
 def test_validate_accepts_a_serve_config_of_build_rollout(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    doc = {"applications": [{"name": "rayrollout-digits", "route_prefix": "/",
+    doc = {"applications": [{"name": "rayrollout", "route_prefix": "/",
                              "import_path": "rayrollout.serving.app:build_rollout",
                              "args": spec_doc()}]}
     assert cli.main(["validate", str(write(tmp_path, doc))]) == 0
     assert "rollout of model 'digits'" in capsys.readouterr().out
+    doc["applications"][0]["name"] = "rayrollout-digits"  # the ingress has one name
+    assert cli.main(["validate", str(write(tmp_path, doc))]) == 2
+    assert "applications.0.name: 'rayrollout-digits'" in capsys.readouterr().err
+
+
+def test_validate_an_ingress_of_several_models(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    two: dict[str, Any] = {"rollouts": [spec_doc(), spec_doc(model="mlp")],
+           "models": [{"model": "plain", "weights": {"a": 100}}]}
+    doc: dict[str, Any] = {"applications": [{"name": "rayrollout", "route_prefix": "/",
+                                             "import_path": "rayrollout.serving.app:build_ingress",
+                             "args": two}]}
+    assert cli.main(["validate", str(write(tmp_path, doc))]) == 2  # plain's version: no app
+    assert "versions ['a'] of model 'plain' have no application" in capsys.readouterr().err
+    doc["applications"].append({"name": "plain-a", "route_prefix": None,
+                                "import_path": "rayrollout.serving.app:build_version",
+                                "args": {"model": "plain", "name": "a", "runtime": "onnx",
+                                         "artifact": "models/artifacts/v1.onnx"}})
+    assert cli.main(["validate", str(write(tmp_path, doc))]) == 0
+    out = capsys.readouterr().out
+    assert "ok (3 models on one ingress)" in out and "rollout of model 'mlp'" in out
+    two["rollouts"][1]["model"] = "digits"
+    assert cli.main(["validate", str(write(tmp_path, doc))]) == 2
+    assert "rollouts.1.model: model 'digits' is served once" in capsys.readouterr().err
 
 
 def test_validate_still_checks_router_configs(capsys: pytest.CaptureFixture) -> None:
@@ -178,7 +202,7 @@ def test_validate_bad_serve_config_and_unreadable_files(
     assert "expected a mapping" in capsys.readouterr().err
     other = {"applications": [{"name": "x", "import_path": "somewhere:else", "args": {}}]}
     assert cli.main(["validate", str(write(tmp_path, other))]) == 2
-    assert "build_router" in capsys.readouterr().err
+    assert "build_ingress" in capsys.readouterr().err
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -227,7 +251,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def run(argv: list[str], handler: Handler) -> int:
-    return cli.main(["--url", "http://router/digits", "--token", "tok", *argv],
+    return cli.main(["--url", "http://router", "--token", "tok", *argv],
                     transport=httpx.MockTransport(handler))
 
 
@@ -241,14 +265,16 @@ def test_verbs_post_with_the_token_and_options(capsys: pytest.CaptureFixture) ->
     assert run(["pause", "--reason", "lunch"], handler) == 0
     assert run(["promote", "--full", "--candidate", "v2"], handler) == 0
     assert run(["undo"], handler) == 0
+    assert run(["--model", "mlp", "abort"], handler) == 0
     assert [(r.method, r.url.path) for r in seen] == [
-        ("POST", "/digits/rollout/pause"),
-        ("POST", "/digits/rollout/promote"),
-        ("POST", "/digits/rollout/undo"),
+        ("POST", "/rollout/pause"),  # no model: the ingress's one model
+        ("POST", "/rollout/promote"),
+        ("POST", "/rollout/undo"),
+        ("POST", "/rollout/mlp/abort"),  # one of several
     ]
     assert all(r.headers["authorization"] == "Bearer tok" for r in seen)
     assert [json.loads(r.content) for r in seen] == [
-        {"reason": "lunch"}, {"full": True, "candidate": "v2"}, {}
+        {"reason": "lunch"}, {"full": True, "candidate": "v2"}, {}, {}
     ]
     assert "pause: phase paused" in capsys.readouterr().out
 
@@ -283,7 +309,7 @@ def test_connection_error_exits_1(capsys: pytest.CaptureFixture) -> None:
         raise httpx.ConnectError("connection refused", request=req)
 
     assert run(["status"], handler) == 1
-    assert "cannot reach http://router/digits" in capsys.readouterr().err
+    assert "cannot reach http://router:" in capsys.readouterr().err
 
 
 def test_status_json_history_verify(capsys: pytest.CaptureFixture) -> None:
@@ -331,7 +357,7 @@ def test_start_validates_locally_then_posts_the_spec(
 
     assert run(["start", str(write(tmp_path, spec_doc()))], handler) == 0
     ((path, body),) = posted
-    assert path == "/digits/rollout/start"
+    assert path == "/rollout/digits/start"  # the spec's model
     assert body["model"] == "digits" and body["candidates"][0]["name"] == "v2"
     assert "phase PENDING" in capsys.readouterr().out
     bad = spec_doc(strategy={"steps": [{"weight": 50}, {"weight": 20}]})

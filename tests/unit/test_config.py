@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from rayrollout.imports import import_object
+from rayrollout.ingress.config import IngressConfig
+from rayrollout.names import INGRESS_APP
 from rayrollout.serving import app as builders
 from rayrollout.spec import RolloutSpec, RouterConfig, VersionConfig, format_validation_error
 
@@ -40,10 +42,12 @@ def test_every_config_validates(path: Path) -> None:
         if isinstance(cfg, VersionConfig):
             assert app["name"] == cfg.app_name and app["route_prefix"] is None
             assert cfg.artifact_path().exists(), cfg.artifact
-        elif isinstance(cfg, RolloutSpec):  # one app: the controller deploys the versions
-            assert app["name"] == f"rayrollout-{cfg.model}"
-            for v in [cfg.stable, *cfg.candidates]:
-                vc = v.for_model(cfg.model)
+        elif isinstance(cfg, RolloutSpec | IngressConfig):  # the controllers deploy versions
+            assert app["name"] == INGRESS_APP
+            specs = cfg.rollouts if isinstance(cfg, IngressConfig) else [cfg]
+            routers += cfg.models if isinstance(cfg, IngressConfig) else []
+            for v in [v for s in specs for v in [s.stable, *s.candidates]]:
+                vc = v.for_model(next(s.model for s in specs if v in [s.stable, *s.candidates]))
                 if vc.artifact is not None and not vc.artifact_uri:
                     assert vc.artifact_path().exists(), v.artifact
                 if v.app is not None:  # the user's application: its builder's artifact
@@ -51,8 +55,10 @@ def test_every_config_validates(path: Path) -> None:
                     assert isinstance(art, str) and (ROOT / art).exists(), v.app.args
                 if v.runtime_class is not None:
                     assert import_object(v.runtime_class) is not None
-            return
+            if not routers:
+                return
         else:
+            assert app["name"] == INGRESS_APP
             routers.append(cfg)
     assert routers, "a config needs a router"
     names = {a["name"] for a in doc["applications"]}

@@ -141,7 +141,7 @@ def test_roles_of_actors() -> None:
     m = "soakab12"
     assert role_of({"name": f"rayrollout-controller-{m}", "class": "ControllerActor"}, m) == (
         "controller")
-    assert role_of({"name": "x", "class": f"ServeReplica:rayrollout-{m}:Router"}, m) == "router"
+    assert role_of({"name": "x", "class": "ServeReplica:rayrollout:Router"}, m) == "router"
     assert role_of({"name": "x", "class": f"ServeReplica:{m}-v2-regressed:ModelVersion"}, m) == (
         "version:v2-regressed")
     assert role_of({"name": "x", "class": "ServeReplica:other-v1:ModelVersion"}, m) is None

@@ -18,22 +18,11 @@ from rayrollout.dataplane.events import Outcome
 from rayrollout.ingress.platform import RouterPlatform
 from rayrollout.ingress.router import Router
 from rayrollout.ingress.versions import LocalVersions
-from rayrollout.runtime import load_runtime
 from rayrollout.runtime.fake import FailingRuntime, FakeRuntime, classifier_signature
 from tests.asgi import AsgiClient
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ARTIFACTS
 
 MODEL = "digits"
-
-
-@pytest.fixture(scope="module")
-def runtimes() -> dict[str, Any]:
-    return {v: load_runtime("onnx", ARTIFACTS / f"{v}.onnx") for v in ("v1", "v2")}
-
-
-@pytest.fixture(scope="module")
-def rows() -> np.ndarray:
-    return np.load(ROOT / "models" / "heldout.npz")["X"].astype(np.float32)[:64]
 
 
 def make(runtimes: dict[str, Any], port: FakeServePort | None = None, **cfg: Any
