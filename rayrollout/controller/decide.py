@@ -295,9 +295,11 @@ def _with_health(s: RolloutState, spec: RolloutSpec, obs: Observation
 
 
 def _stable_health(st: _Step, health: dict[str, dict[str, Any]] | None) -> None:
-    """Report a stable with no live replica (once, when it goes) and its recovery (once)."""
+    """Report a stable with no live replica (once, when it goes) and its recovery (once).
+    Not while the rollout deploys: a start may have deployed the stable a moment ago, and its
+    replicas starting are not replicas lost."""
     s = st.state
-    if health is None or s.phase in TERMINAL:
+    if health is None or s.phase in TERMINAL or s.phase in (Phase.PENDING, Phase.DEPLOYING):
         return
     why = no_live_replica(st.spec, s.stable, s.sizes, health.get(s.stable))
     was = s.down.get(s.stable)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,21 @@ from rayrollout.dataplane.routing import RoutingTable
 log = logging.getLogger("rayrollout.exporter")
 
 
+_shared: dict[str, Any] = {}  # this process's Ray metric objects, by name
+_shared_lock = threading.Lock()
+
+
 def _make(m: spec.MetricSpec) -> Any:
+    """The process's one Ray metric object named ``m.name``: every model's exporter in an
+    ingress replica records through the same objects (its ``model`` tag tells them apart)."""
+    with _shared_lock:
+        made = _shared.get(m.name)
+        if made is None:
+            made = _shared[m.name] = _new(m)
+        return made
+
+
+def _new(m: spec.MetricSpec) -> Any:
     from ray.util import metrics as ray_metrics  # here: the bookkeeping is testable without Ray
 
     if m.kind == "counter":

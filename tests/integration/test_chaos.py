@@ -11,15 +11,18 @@ fault kind; this one runs it under the chaos tests' load).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import ray
 
@@ -115,11 +118,17 @@ def test_candidate_replica_killed_mid_canary_recover(
           "served", dict(load.served()))
     assert replaced_at is not None  # Serve replaced the killed replica
     assert st["phase"] == "promoted" and st["weights"] == {"v2": 100.0}, st["checks"]
-    # the move to the next step may have waited for the replacement (logged once, at step 0)
+    # One move may have waited for the replacement (logged once, when the wait began): Serve
+    # counts the killed replica as running until its next health check of it (up to 10 s), so
+    # the wait falls before the step move (at step 0) or, when Serve noticed the loss after
+    # that move, before the promotion (at step 1, which needs both replicas of v2).
+    expected = [("canary", "canary", 1), ("canary", "promoted", 1)]
     waited = [e for e in ro.history() if "waiting for capacity" in e["reason"]]
     assert len(waited) <= 1, waited
-    check_log(ro, [("canary", "canary", 0)] * len(waited)
-              + [("canary", "canary", 1), ("canary", "promoted", 1)])
+    for e in waited:
+        assert e["step"] in (0, 1) and "replicas running: v2 1 of 2" in e["reason"], e
+        expected.insert(e["step"], ("canary", "canary", e["step"]))
+    check_log(ro, expected)
     assert failed["v1"] == 0 and failed[NO_VERSION] == 0, failed  # the stable path held
     assert load.served()["v2"] > 0
     led = Ledger.settle(model.store, st["rollout"], load.sent)
@@ -134,7 +143,10 @@ def test_a_candidate_that_hangs_is_rolled_back_and_the_stable_path_holds(
 ) -> None:
     """A third of the candidate's requests never answer. The router gives up on each after
     its request timeout (a 504, counted as the candidate's TIMEOUT); the errors check rolls
-    it back; the stable path fails nothing and, after the rollback, nothing fails at all."""
+    it back; the stable path fails nothing and, after the rollback, nothing fails at all.
+    Requests still waiting on the candidate when the rollback's table lands stop waiting
+    after the router's short grace (a 503 ``version_withdrawn``, the candidate's ERROR)
+    instead of waiting out the timeout."""
     X, _ = heldout
     cand = {"name": "v2", "runtime": "onnx", "artifact": str(ARTIFACTS / "v2.onnx"),
             "faults": {"hang_fraction": 0.3, "seed": 3}}
@@ -142,7 +154,7 @@ def test_a_candidate_that_hangs_is_rolled_back_and_the_stable_path_holds(
                         [{"weight": 20, "min_duration_s": 120}, {"weight": 50}],
                         candidates=[cand], router={"request_timeout_s": 2.0})
     ro = model.start(spec)
-    with Traffic(model.base, model.name, X, clients=CLIENTS) as load:
+    with ErrorCodes(model.base, model.name, X, clients=CLIENTS) as load:
         wait_for(ro, {"canary"}, timeout_s=120)
         canary_at = time.time()
         st = wait_for(ro, {"rolled_back", "promoted"}, timeout_s=120)
@@ -152,14 +164,64 @@ def test_a_candidate_that_hangs_is_rolled_back_and_the_stable_path_holds(
     assert "errors" in log[-1]["reason"]
     failed = load.failed()
     assert failed["v1"] == 0 and failed[NO_VERSION] == 0 and failed["v2"] > 0, failed
-    timed_out = Counter(r.status for r in load.replies
-                        if r.version == "v2" and r.kind == "ok" and r.status != 200)
-    assert set(timed_out) == {504}, timed_out
+    # Every candidate failure is a timeout (504) or, for a request still waiting on it when
+    # the rollback withdrew it, a 503 version_withdrawn; both name the candidate.
+    codes = Counter((e.version, e.status, e.code) for e in load.errors)
+    rolled_back_at = log[-1]["now"]
+    assert codes[("v2", 504, "model_timeout")] > 0, codes
+    assert set(codes) <= {("v2", 504, "model_timeout"), ("v2", 503, "version_withdrawn")}, codes
+    withdrawn = [e for e in load.errors if e.status == 503]
+    assert all(e.t >= rolled_back_at for e in withdrawn), (rolled_back_at, withdrawn)
+    candidate_failed = Counter(r.status for r in load.replies
+                               if r.version == "v2" and r.kind == "ok" and r.status != 200)
+    assert candidate_failed == Counter({s: n for (_, s, _), n in codes.items()}), (
+        candidate_failed, codes)
     after = load.failed(since=log[-1]["now"] + 2.5)  # the last hung ones time out
     assert sum(after.values()) == 0, after
     report(record_property, tmp_path, "chaos_candidate_hangs", {
         "failed": dict(failed), "served": dict(load.served()),
         "s_canary_to_rollback": round(log[-1]["now"] - canary_at, 2)})
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """A 5xx answer as its client read it: when it came, the version that answered, the
+    status and the error ``code`` of its JSON body (empty when the body has none)."""
+
+    t: float
+    version: str
+    status: int
+    code: str
+
+
+class ErrorCodes(Traffic):
+    """``Traffic`` that also reads the body of every 5xx answer (``errors``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.errors: list[ErrorReply] = []
+
+    def __enter__(self) -> ErrorCodes:
+        super().__enter__()
+        return self
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=self.clients)
+        async with httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits,
+                                     event_hooks={"response": [self._read_error]}) as c:
+            await asyncio.gather(*(self._client(c, k) for k in range(self.clients)))
+
+    async def _read_error(self, r: httpx.Response) -> None:
+        if r.status_code < 500:
+            return
+        await r.aread()
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        code = str(body.get("code", "")) if isinstance(body, dict) else ""
+        self.errors.append(ErrorReply(time.time(), r.headers.get("x-model-version", NO_VERSION),
+                                      r.status_code, code))
 
 
 def router_epochs(m: Model) -> list[int]:

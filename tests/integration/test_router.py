@@ -198,11 +198,15 @@ def test_events_carry_weight_epoch_and_unit(deploy, heldout) -> None:
                 json={"instances": X[:1].tolist()},
                 headers={"x-rollout-key": "user-42"},
             )
-    events = [e for c in d.collect() for e in Collected.from_dict(c).events]
+    # the ingress may run several replicas (a shared one, sized by the largest model): each
+    # replica's events are in time order, and the replicas' lists are concatenated
+    per_replica = [Collected.from_dict(c).events for c in d.collect()]
+    events = [e for evs in per_replica for e in evs]
     rand = [e for e in events if e.randomised]
     sticky = [e for e in events if e.unit == "user-42"]
     assert len(rand) == 30 and len(sticky) == 10
     assert all(math.isclose(e.weight, 0.8 if e.version == "v1" else 0.2) for e in rand)
     assert len({e.version for e in sticky}) == 1 and not any(e.randomised for e in sticky)
     assert all(e.epoch == 0 and e.latency_ms > 0 and e.prediction == e.prediction for e in events)
-    assert [e.t for e in events] == sorted(e.t for e in events)
+    for evs in per_replica:
+        assert [e.t for e in evs] == sorted(e.t for e in evs)

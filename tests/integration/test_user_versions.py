@@ -120,10 +120,17 @@ def model(shared: Shared) -> Iterator[Shared]:
 
 
 def wait_answered(url: str, x: np.ndarray, timeout_s: float = 60) -> None:
-    """Until the stable answers (deploying does not wait for it)."""
+    """Until the stable answers (deploying does not wait for it). A request that arrives
+    before the stable's replica is up waits for it (up to the router's signature timeout),
+    so one that outlasts the client's timeout is retried like a refused one."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10) as c:
-        while c.post(url, json={"instances": x.tolist()}).status_code != 200:
+        while True:
+            try:
+                if c.post(url, json={"instances": x.tolist()}).status_code == 200:
+                    return
+            except httpx.TimeoutException:
+                pass
             assert time.monotonic() < deadline, f"{url} never answered"
             time.sleep(0.2)
 
