@@ -283,7 +283,11 @@ def _clean(model: str, port: Any) -> None:
     try:
         h = rr.controller_handle(model, create=False, port=port)
         h.call("stop")
-        h.call("__ray_terminate__")  # Ray's own graceful exit: a detached actor not restarted
+        end = getattr(h, "end", None)  # a controller actor: ended, never restarted
+        if end is not None:
+            end()
+        else:
+            h.call("__ray_terminate__")
     except RolloutError:
         pass
     port.remove_router(model)  # the ingress stays: other models may be served on it

@@ -276,3 +276,9 @@ class RayControllerHandle:
             return await getattr(self.actor, method).remote(*args)
         except Exception as e:
             raise self._translate(e) from None
+
+    def end(self) -> None:
+        """End the actor for good: Ray does not restart it (a graceful ``__ray_terminate__``
+        of a controller whose loop thread is busy can look like a crash, which Ray would
+        restart)."""
+        ray.kill(self.actor, no_restart=True)
