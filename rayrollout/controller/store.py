@@ -30,6 +30,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -193,11 +194,20 @@ class Store(SqlStore):
             _private_folder(self.path.parent)
             _owner_only(self.path)
         self._db = self._connect()
-        try:
-            self.journal_mode = self._setup()
-        except sqlite3.Error as e:
-            self._db.close()
-            raise self._error(e, "opening the store") from e
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                self.journal_mode = self._setup()
+                break
+            except sqlite3.Error as e:
+                # Switching to WAL is answered BUSY at once (no busy handler) while another
+                # connection opens the same new file: the set-up is idempotent, so wait for it.
+                busy = sqlite_errorcode(e) & 0xFF in (_BUSY, _LOCKED)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._db.close()
+                raise self._error(e, "opening the store") from e
         for suffix in ("-wal", "-shm"):
             _owner_only(self.path.with_name(self.path.name + suffix), create=False)
 
