@@ -26,8 +26,6 @@ KINDS = [
     "accuracy",
     "threshold_errors",
     "threshold_latency",
-    "promql_threshold",
-    "promql_compare",
 ]
 
 
