@@ -94,6 +94,7 @@ SHORT = {"warmup_s": 1.0, "dwell_s": 2.0, "observe_s": 45.0, "settle_s": 3.0, "a
 # $RAYROLLOUT_STORE_URL for the workers it adds).
 ONE_CLUSTER_ORDER = ((3, "serve-run"), (3, "python-api"), (1, None), (4, None), (2, None))
 KEPT_WORKER = "node_s"
+NODE_START_ATTEMPTS = 3  # a raylet that misses Ray's start window is stopped and started again
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -249,7 +250,18 @@ class ClusterSession:
         """A worker with resource ``name`` (and ``extra``); the running one if there is one."""
         if name in self.workers:
             return self.workers[name]
-        node = self.cluster.add_node(num_cpus=1, resources={name: 1, **extra})
+        for attempt in range(1, NODE_START_ATTEMPTS + 1):
+            before = _children()
+            try:
+                node = self.cluster.add_node(num_cpus=1, resources={name: 1, **extra})
+                break
+            except Exception as e:
+                # Ray gives a raylet a fixed 30 s to register with the GCS; on a loaded 2-core
+                # machine it can take longer. What that try started is ours: stopped by PID.
+                if "timed out during startup" not in str(e) or attempt == NODE_START_ATTEMPTS:
+                    raise
+                _kill(_children() - before)
+                self.tl.mark(f"{name}: raylet start timed out (try {attempt}); trying again")
         self.cluster.wait_for_nodes()
         self.workers[name] = node
         self.tl.mark(f"added {name}")
@@ -281,6 +293,25 @@ class ClusterSession:
         with suppress(Exception):
             ray.shutdown()
         self.cluster.shutdown()
+
+
+def _children() -> set[int]:
+    """PIDs of the processes this one started itself (a raylet ``add_node`` starts is one)."""
+    import psutil
+
+    return {p.pid for p in psutil.Process().children()}
+
+
+def _kill(pids: set[int]) -> None:
+    """Kill these processes and everything they started."""
+    import psutil
+
+    for pid in pids:
+        with suppress(psutil.Error):
+            p = psutil.Process(pid)
+            for q in [*p.children(recursive=True), p]:
+                with suppress(psutil.Error):
+                    q.kill()
 
 
 def actors() -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ from rayrollout.controller.capacity import app_health, running
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
 from rayrollout.controller.phases import ACTIVE, FINAL, TERMINAL, Phase
-from rayrollout.controller.port import DEPLOY_FAILED, RUNNING, AppStatus, ServePort
+from rayrollout.controller.port import DELETING, DEPLOY_FAILED, RUNNING, AppStatus, ServePort
 from rayrollout.controller.state import Action, Command, Decision
 from rayrollout.controller.store import RolloutStore
 from rayrollout.dataplane.aggregates import Collected
@@ -347,6 +347,8 @@ class RolloutController:
         accounting = {**({"rejected": rejected} if rejected else {}),
                       **({"dropped_events": lost} if lost else {})}
         ready, failed = status
+        if apps is not None:
+            self._redeploy_missing(core, apps)
         s = core.state
         health = None
         if apps is not None and s.phase in WATCHED:
@@ -380,7 +382,14 @@ class RolloutController:
             if a.kind == "routes":
                 self._push(core)
             elif a.kind == "deploy" and a.version:
-                self._deploy(core.spec, a.version, a.replicas)
+                try:
+                    self._deploy(core.spec, a.version, a.replicas)
+                except Fenced:
+                    raise
+                except Exception as e:  # Serve busy or restarting: asked again every tick
+                    log.warning("deploying %s of %s was not accepted (%s: %s); asked again on "
+                                "the next tick", a.version, self.model, type(e).__name__, e,
+                                exc_info=True)
             elif a.kind == "scale" and a.version:
                 self._scale(core.spec, a.version, a.replicas)
             elif a.kind == "delete" and a.version:
@@ -466,6 +475,22 @@ class RolloutController:
             if n is not None:
                 out[v] = n
         return out
+
+    def _redeploy_missing(self, core: ControllerCore, apps: Mapping[str, AppStatus]) -> None:
+        """While deploying, a version whose app is not there (its deploy request was refused
+        or lost) or is being deleted (a retry right after a rollback) is asked for again;
+        deploying is idempotent, so an app on its way is left alone."""
+        if core.state.phase != Phase.DEPLOYING:
+            return
+        for v in core.state.active():
+            app = apps.get(version_app_name(self.model, v))
+            if app is not None and app.status != DELETING:
+                continue
+            try:
+                self._deploy(core.spec, v)
+            except Exception as e:
+                log.warning("deploying %s of %s failed again (%s: %s)", v, self.model,
+                            type(e).__name__, e)
 
     def _deploy_status(self, core: ControllerCore, apps: Mapping[str, AppStatus]
                        ) -> tuple[frozenset[str], dict[str, str]]:

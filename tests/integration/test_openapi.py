@@ -160,6 +160,26 @@ def rollout_spec(model: str) -> dict[str, Any]:
             "strategy": {"steps": steps}, "drain_s": 2}
 
 
+def logged_errors(text: str) -> str:
+    """What Ray's logs say about each error id in ``text`` (an internal error's details are
+    logged by the replica, never sent to the client)."""
+    import re
+
+    import ray
+
+    ids = set(re.findall(r'"error_id":"([0-9a-f]+)"', text))
+    node = ray._private.worker._global_node
+    if not ids or node is None:
+        return ""
+    found = []
+    for path in Path(node.get_logs_dir_path()).rglob("*.log"):
+        lines = path.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if any(e in line for e in ids):
+                found.append(f"{path.name}:\n" + "\n".join(lines[i:i + 40]))
+    return "\n\nfrom the logs:\n" + "\n".join(found)[:8000]
+
+
 def kill_controller(model: str) -> None:
     import ray
 
@@ -193,7 +213,7 @@ def test_admin_api_fuzzed_with_a_token_never_5xx_and_without_one_only_401(
                                        ADMIN_CASES // 2),
         }
         failures = "\n\n".join(r.report() for r in runs.values() if r.failures)
-        assert not failures, failures
+        assert not failures, failures + logged_errors(failures)
         for name, run in runs.items():
             assert run.of(lambda s: s >= 500) == 0, (name, run.statuses)
         for name in ("no token", "no token, negative"):

@@ -188,6 +188,32 @@ def test_a_failing_candidate_is_rolled_back_at_once_and_its_app_deleted_after_th
     assert cluster.tick() == "canary"
 
 
+def test_a_retry_whose_deploy_serve_refuses_is_accepted_and_deployed_on_a_later_tick(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ro = start(cluster, strategy={"steps": [{"weight": 20, "min_requests": 10**6}]})
+    assert cluster.run_until({"canary"}) == "canary"
+    ro.abort()
+    for _ in range(12):  # past the drain: the candidate's app is deleted
+        cluster.tick()
+    assert "v2" not in cluster.port.versions(MODEL)
+    deploy, refusals = cluster.port.deploy_version, []
+
+    def refuse_once(config: Any, replicas: int | None = None) -> None:
+        if not refusals:
+            refusals.append(config.name)
+            raise RuntimeError("Serve's controller is busy")
+        deploy(config, replicas)
+
+    monkeypatch.setattr(cluster.port, "deploy_version", refuse_once)
+    st = ro.retry()  # decided and stored: not an internal error
+    assert st["phase"] == "deploying" and refusals == ["v2"]
+    assert "v2" not in cluster.port.versions(MODEL)
+    cluster.tick()  # asked again, and the fake's app is ready at once
+    assert "v2" in cluster.port.versions(MODEL)
+    assert cluster.run_until({"canary"}) == "canary"
+
+
 def test_undo_after_promotion_makes_the_old_stable_stable_and_drains_the_new_one(
     cluster: Cluster,
 ) -> None:
