@@ -197,7 +197,8 @@ def test_a_retry_whose_deploy_serve_refuses_is_accepted_and_deployed_on_a_later_
     for _ in range(12):  # past the drain: the candidate's app is deleted
         cluster.tick()
     assert "v2" not in cluster.port.versions(MODEL)
-    deploy, refusals = cluster.port.deploy_version, []
+    deploy = cluster.port.deploy_version
+    refusals: list[str] = []
 
     def refuse_once(config: Any, replicas: int | None = None) -> None:
         if not refusals:
