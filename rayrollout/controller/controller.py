@@ -382,14 +382,7 @@ class RolloutController:
             if a.kind == "routes":
                 self._push(core)
             elif a.kind == "deploy" and a.version:
-                try:
-                    self._deploy(core.spec, a.version, a.replicas)
-                except Fenced:
-                    raise
-                except Exception as e:  # Serve busy or restarting: asked again every tick
-                    log.warning("deploying %s of %s was not accepted (%s: %s); asked again on "
-                                "the next tick", a.version, self.model, type(e).__name__, e,
-                                exc_info=True)
+                self._request_deploy(core.spec, a.version, a.replicas)
             elif a.kind == "scale" and a.version:
                 self._scale(core.spec, a.version, a.replicas)
             elif a.kind == "delete" and a.version:
@@ -486,11 +479,16 @@ class RolloutController:
             app = apps.get(version_app_name(self.model, v))
             if app is not None and app.status != DELETING:
                 continue
-            try:
-                self._deploy(core.spec, v)
-            except Exception as e:
-                log.warning("deploying %s of %s failed again (%s: %s)", v, self.model,
-                            type(e).__name__, e)
+            self._request_deploy(core.spec, v, core.state.sizes.get(v))
+
+    def _request_deploy(self, spec: RolloutSpec, version: str, replicas: int | None) -> None:
+        """A deploy Serve refuses (busy, restarting) is logged, not raised: the decision that
+        asked for it is stored, and ``_redeploy_missing`` asks again on the next tick."""
+        try:
+            self._deploy(spec, version, replicas)
+        except Exception as e:
+            log.warning("deploying %s of %s was not accepted (%s: %s); asked again on the next "
+                        "tick", version, self.model, type(e).__name__, e, exc_info=True)
 
     def _deploy_status(self, core: ControllerCore, apps: Mapping[str, AppStatus]
                        ) -> tuple[frozenset[str], dict[str, str]]:
