@@ -11,7 +11,8 @@ Rules, in order:
    withdraws that candidate at once; when none is left the rollout is rolled back. Rollback is
    a routing-table change first (all weight to stable, shadow off), deletions after.
 3. A step is left when its minimum duration and candidate requests are reached and every check
-   of every active candidate is PASS. INCONCLUSIVE and ERROR hold the step (never promote).
+   of every active candidate is PASS. INCONCLUSIVE and ERROR hold the step (never promote;
+   with a progress deadline, rule 8 pauses a step held too long).
 4. After the last step the (single surviving) candidate is promoted: it becomes stable at 100%
    and the old stable stays warm for ``rollback_window_s`` so ``undo`` is instant.
 5. Health, every tick (``rayrollout.controller.capacity``): a candidate that has no live
@@ -30,6 +31,15 @@ Rules, in order:
    ``strategy.capacity.wait``, the move waits until those replicas run. The wait is logged once
    with the sizes; a FAIL meanwhile still rolls back at once, and the stable is never scaled
    down, so a rollback needs no capacity.
+8. Progress deadline (``strategy.progress_deadline_s``; None: none, a phase may hold for
+   ever): a shadow phase or canary step that something other than its minimum duration holds
+   (a check INCONCLUSIVE or ERROR, a candidate with no results, fewer requests or comparisons
+   than it needs: the ``holds`` entries of ``explain.waiting_for``) for longer than the
+   deadline is paused, a decision of kind ``deadline`` whose reason names each such check and
+   what it still waits for, and notified. The clock starts when the phase is entered or
+   resumed and restarts whenever nothing holds it (``RolloutState.holding_since``); it does not
+   run while a move waits for capacity. A FAIL is judged first (rule 2): it still rolls back
+   at once, paused or not.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any
 
 from rayrollout.analysis.result import CheckResult, Verdict
 from rayrollout.controller.capacity import no_live_replica, promotion_sizes, share_size
+from rayrollout.controller.explain import summary, waiting_for
 from rayrollout.controller.phases import ACTIVE, TERMINAL, VERBS, IllegalTransition, Phase, check
 from rayrollout.controller.state import (
     Action,
@@ -74,13 +85,19 @@ class _Step:
     actions: list[Action] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     start_active: frozenset[str] = frozenset()  # candidates active when this decision began
+    kind: str = ""  # the decision's own kind (``Decision.kind``), if it has one
 
     def __post_init__(self) -> None:
         self.start_active = frozenset(self.state.active())
 
     def go(self, dst: Phase, reason: str, **kw: object) -> None:
+        """Enter ``dst`` now: the phase's counters and its progress deadline start afresh."""
         check(self.state.phase, dst)
-        self.state = self.state.evolve(phase=dst, phase_since=self.now, **kw)
+        timed = dst in _TIMED and self.spec.strategy.progress_deadline_s is not None
+        kw.setdefault("holding_since", self.now if timed else None)
+        s = self.state.evolve(phase=dst, phase_since=self.now, **kw)
+        self.state = s.evolve(phase_counts={"step_requests": s.step_requests,
+                                            "shadow_compared": s.shadow_compared})
         self.reasons.append(reason)
 
     def routes(self, weights: dict[str, float], shadow: str | None = None,
@@ -132,6 +149,7 @@ def decide(
         evidence=evidence,
         actor=obs.command.actor if obs.command else "controller",
         request=obs.command.request if obs.command else "",
+        kind=st.kind,
     )
     return new, st.actions, decision
 
@@ -176,6 +194,34 @@ def _tick(st: _Step, obs: Observation) -> None:
                        "comparisons, no check failed"})
     elif s.phase == Phase.CANARY:
         _maybe_leave_step(st, obs)
+    if (st.state.phase == s.phase and st.state.step == s.step and st.state.pending is None
+            and s.phase in _TIMED):
+        _deadline(st, obs)
+
+
+def _deadline(st: _Step, obs: Observation) -> None:
+    """Rule 8: pause a shadow phase or canary step held for longer than the deadline."""
+    limit = st.spec.strategy.progress_deadline_s
+    if limit is None:
+        return
+    s = st.state
+    held = [e for e in waiting_for(s, st.spec, obs.results, st.now) if e["holds"]]
+    if not held or s.holding_since is None:  # nothing holds it / it begins to hold now
+        since = None if not held else st.now
+        if s.holding_since != since:
+            st.state = s.evolve(holding_since=since)
+        return
+    if st.now - s.holding_since <= limit:
+        return
+    where = (f"step {s.step + 1} ({st.spec.strategy.steps[s.step].weight:g}%)"
+             if s.phase == Phase.CANARY else "the shadow phase")
+    what = summary(held)
+    st.kind = "deadline"
+    st.go(Phase.PAUSED, f"progress deadline: {where} held for {st.now - s.holding_since:.0f} s "
+          f"> progress_deadline_s={limit:g} by {what}; paused (resume for a fresh deadline, "
+          "promote, or abort)", paused_from=s.phase)
+    st.notify(f"{s.model}: paused by the progress deadline: {where} held for "
+              f"{st.now - s.holding_since:.0f} s by {what}")
 
 
 def _deploying(st: _Step, obs: Observation) -> None:
@@ -271,6 +317,8 @@ def _advance(st: _Step, why: str) -> None:
 HEALTH = "health"  # the name of the check a candidate with no live replica fails
 # Phases in which a candidate has been running (and takes traffic or mirrored requests).
 _SERVING = frozenset({Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL})
+# Phases the progress deadline applies to.
+_TIMED = frozenset({Phase.SHADOW, Phase.CANARY})
 
 
 def _with_health(s: RolloutState, spec: RolloutSpec, obs: Observation

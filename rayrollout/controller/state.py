@@ -50,6 +50,13 @@ class RolloutState:
     # Versions reported as having no live replica (version -> cause), so a lasting loss is
     # logged once and its recovery once (``decide._health``).
     down: dict[str, str] = field(default_factory=dict)
+    # The phase's counters when ``phase_since`` was set ({"step_requests", "shadow_compared"}):
+    # the current rates are the counts since over the time since (``explain.rates``).
+    phase_counts: dict[str, int] = field(default_factory=dict)
+    # With ``strategy.progress_deadline_s``: since when something other than time holds the
+    # shadow phase or the canary step (a check not PASS, requests or comparisons short); set
+    # when the phase is entered or resumed, None while nothing holds it.
+    holding_since: float | None = None
 
     def active(self) -> list[str]:
         return [c.name for c in self.candidates if c.status == "active"]
@@ -69,6 +76,8 @@ class RolloutState:
         d.setdefault("sizes", {})
         d.setdefault("pending", None)
         d.setdefault("down", {})
+        d.setdefault("phase_counts", {})
+        d.setdefault("holding_since", None)
         d["phase"] = Phase(d["phase"])
         d["paused_from"] = Phase(d["paused_from"]) if d.get("paused_from") else None
         d["candidates"] = tuple(Candidate(**c) for c in d["candidates"])
@@ -181,12 +190,16 @@ class Decision:
     evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     actor: str = "controller"
     request: str = ""  # the id of the verb call that made it (``Command.request``), if any
+    # A decision of its own kind, named where its phases do not say it: "deadline" (paused by
+    # the progress deadline); "" for the others (``decision_kind`` names those).
+    kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["actions"] = [a.to_dict() for a in self.actions]
-        if not self.request:  # entries without one stay as they were (and hash the same)
-            del d["request"]
+        for key in ("request", "kind"):  # entries without one stay as they were (and hash
+            if not d[key]:               # the same)
+                del d[key]
         return d
 
     @classmethod
@@ -194,3 +207,11 @@ class Decision:
         d = dict(d)
         d["actions"] = [Action.from_dict(a) for a in d["actions"]]
         return cls(**d)
+
+
+def decision_kind(d: Decision | dict[str, Any]) -> str:
+    """A log entry's kind, a small fixed set for counting: its own ``kind`` when it has one
+    (``deadline``: paused by the progress deadline), else the phase it went to (``canary``,
+    ``paused``, ``promoted``, ``rolled_back``, ...)."""
+    e = d.to_dict() if isinstance(d, Decision) else d
+    return str(e.get("kind") or e.get("phase_to") or "unknown")

@@ -5,11 +5,16 @@ One interface, one implementation per file, an explicit registry:
 * ``log`` — ``LogNotifier`` (``rayrollout.notify.log``), the default;
 * ``webhook`` — ``WebhookNotifier`` (``rayrollout.notify.webhook``), a JSON POST to a host the
   operator allows (``RAYROLLOUT_WEBHOOK_HOSTS``);
+* ``slack`` — ``SlackNotifier`` (``rayrollout.notify.slack``), the same POST with a Slack
+  incoming-webhook message (``text`` and ``blocks``) as its body;
 * ``RecordingNotifier`` (``rayrollout.notify.fake``) keeps what it was told, for tests.
 
-Notifiers never block the controller: a webhook is posted from a small thread pool with a short
-timeout, and a failure is logged, never raised. An unknown kind is a validation error of the
-spec (``NotifierSpec.kind``), never a silent default.
+Notifiers never block the controller: a webhook's deliveries are jobs of a background
+``Sender`` (``rayrollout.notify.sender``) with a bounded queue (a full one drops the event,
+counted and logged) and a short timeout per attempt; a failure that may pass is retried with
+exponential backoff and jitter, a bounded number of times, and every failure is logged, never
+raised. An unknown kind is a validation error of the spec (``NotifierSpec.kind``), never a
+silent default.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Callable
 from rayrollout.notify.base import Notifier
 from rayrollout.notify.fake import RecordingNotifier
 from rayrollout.notify.log import LogNotifier
+from rayrollout.notify.sender import Sender
+from rayrollout.notify.slack import SlackNotifier
 from rayrollout.notify.webhook import WebhookNotifier
 from rayrollout.spec import NotifierSpec
 
@@ -31,7 +38,12 @@ def _webhook(spec: NotifierSpec) -> Notifier:
     return WebhookNotifier.from_spec(spec)
 
 
-NOTIFIERS: dict[str, Callable[[NotifierSpec], Notifier]] = {"log": _log, "webhook": _webhook}
+def _slack(spec: NotifierSpec) -> Notifier:
+    return SlackNotifier.from_spec(spec)
+
+
+NOTIFIERS: dict[str, Callable[[NotifierSpec], Notifier]] = {
+    "log": _log, "webhook": _webhook, "slack": _slack}
 
 
 def make_notifier(spec: NotifierSpec) -> Notifier:
@@ -48,6 +60,8 @@ __all__ = [
     "Notifier",
     "NotifierSpec",
     "RecordingNotifier",
+    "Sender",
+    "SlackNotifier",
     "WebhookNotifier",
     "make_notifier",
 ]

@@ -1,5 +1,13 @@
 """``WebhookNotifier``: POSTs each event as JSON to a URL, off the controller's thread.
 
+Delivery goes through a ``Sender`` (``rayrollout.notify.sender``; one shared by every notifier
+of the process unless one is given): ``notify`` returns at once, a failure that may pass (no
+connection, a timeout, HTTP 408, 429 or 5xx) is retried with exponential backoff and jitter up
+to ``max_attempts`` times in all, any other failure (another 4xx, a redirect) is not; every
+failed attempt is logged with the host and the status only, and a full queue drops the event
+(counted and logged). ``payload`` makes the body: the event itself here, a Slack message in
+``SlackNotifier``.
+
 Which hosts a webhook may reach is the operator's choice, made where the controller runs,
 never the spec's (a spec can come over HTTP): ``RAYROLLOUT_WEBHOOK_HOSTS`` lists them,
 comma-separated, as exact host names or addresses, ``*.example.com`` (any subdomain) or ``*``
@@ -17,18 +25,20 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from rayrollout.errors import ConfigError
+from rayrollout.notify.sender import Outcome, Sender
 from rayrollout.spec import NotifierSpec
 
 log = logging.getLogger("rayrollout.notify")
 
 HOSTS_ENV = "RAYROLLOUT_WEBHOOK_HOSTS"
+SENDER = Sender()  # the process's notifications: two worker threads, at most 256 pending
 
 
 @dataclass(frozen=True)
@@ -65,13 +75,17 @@ class HostPolicy:
 
 
 class WebhookNotifier:
-    """POSTs the event as JSON to ``url``; a failure is logged, never raised."""
+    """POSTs the event as JSON to ``url`` in the background; a failure is logged, never raised.
+    """
 
-    _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayrollout-webhook")
+    label = "webhook"  # how logs name this notifier's deliveries
 
     def __init__(self, url: str, timeout_s: float = 2.0, headers: dict[str, str] | None = None,
-                 policy: HostPolicy | None = None) -> None:
+                 policy: HostPolicy | None = None, max_attempts: int = 4,
+                 backoff_s: float = 0.5, sender: Sender | None = None) -> None:
         self.url, self.timeout_s, self.headers = url, timeout_s, dict(headers or {})
+        self.max_attempts, self.backoff_s = max_attempts, backoff_s
+        self.sender = sender or SENDER
         self.policy = policy or HostPolicy.from_env()
         u = httpx.URL(url)
         self.host, self.port = u.host, u.port or (443 if u.scheme == "https" else 80)
@@ -80,8 +94,8 @@ class WebhookNotifier:
                               "controller runs")
 
     @classmethod
-    def from_spec(cls, spec: NotifierSpec, environ: Mapping[str, str] | None = None
-                  ) -> WebhookNotifier:
+    def from_spec(cls, spec: NotifierSpec, environ: Mapping[str, str] | None = None,
+                  sender: Sender | None = None) -> WebhookNotifier:
         """The notifier a spec describes, its URL and credential headers read from
         ``environ`` (the controller's environment); ``ConfigError`` names what is missing."""
         env = os.environ if environ is None else environ
@@ -99,26 +113,46 @@ class WebhookNotifier:
             headers[name] = env[var]
         assert url is not None  # NotifierSpec: a webhook has url or url_env
         try:
-            return cls(url, spec.timeout_s, headers, HostPolicy.from_env(env))
+            return cls(url, spec.timeout_s, headers, HostPolicy.from_env(env),
+                       spec.max_attempts, spec.backoff_s, sender)
         except httpx.InvalidURL:
             raise ConfigError("the webhook URL is not a valid URL") from None
 
-    def notify(self, event: dict[str, Any]) -> Future[None]:
-        return self._pool.submit(self._post, event)
+    def payload(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body posted for ``event``: the event itself."""
+        return dict(event)
 
-    def _post(self, event: dict[str, Any]) -> None:
+    def notify(self, event: dict[str, Any]) -> Future[None]:
+        body = self.payload(event)
+        return self.sender.submit(lambda k: self._attempt(body, k),
+                                  f"{self.label} {where(self.url)}", self.max_attempts,
+                                  self.backoff_s)
+
+    def _attempt(self, body: dict[str, Any], k: int) -> Outcome:
+        """One POST; logs a failure (host and status only) and says whether to try again."""
         if not self.policy.addresses_ok(self.host, self.port):
-            log.warning("webhook to %s refused: it does not resolve to public addresses only "
-                        "(list the host in %s to allow it)", where(self.url), HOSTS_ENV)
-            return
+            log.warning("%s to %s refused: it does not resolve to public addresses only "
+                        "(list the host in %s to allow it)", self.label, where(self.url),
+                        HOSTS_ENV)
+            return Outcome.GIVE_UP
+        n = f"attempt {k} of {self.max_attempts}"
         try:
-            r = httpx.post(self.url, json=event, timeout=self.timeout_s, headers=self.headers,
+            r = httpx.post(self.url, json=body, timeout=self.timeout_s, headers=self.headers,
                            follow_redirects=False)
-            r.raise_for_status()
-        except httpx.HTTPStatusError as e:
-            log.warning("webhook to %s failed: HTTP %d", where(self.url), e.response.status_code)
-        except httpx.HTTPError as e:  # its text holds the URL: name the error's kind only
-            log.warning("webhook to %s failed: %s", where(self.url), type(e).__name__)
+        except httpx.TransportError as e:  # its text holds the URL: name the error's kind only
+            log.warning("%s to %s failed: %s (%s)", self.label, where(self.url),
+                        type(e).__name__, n)
+            return Outcome.RETRY
+        except httpx.HTTPError as e:
+            log.warning("%s to %s failed: %s (%s)", self.label, where(self.url),
+                        type(e).__name__, n)
+            return Outcome.GIVE_UP
+        if r.is_success:
+            return Outcome.DONE
+        log.warning("%s to %s failed: HTTP %d (%s)", self.label, where(self.url),
+                    r.status_code, n)
+        return Outcome.RETRY if r.status_code in (408, 429) or r.status_code >= 500 \
+            else Outcome.GIVE_UP
 
 
 def where(url: str) -> str:

@@ -63,9 +63,18 @@ class CapacitySpec(Strict):
 
 
 class StrategySpec(Strict):
+    """The shadow phase, the canary steps, their capacity, and the progress deadline.
+
+    ``progress_deadline_s`` (as Argo Rollouts' ``progressDeadlineSeconds``): a shadow phase or
+    canary step that something other than its minimum duration holds (a check INCONCLUSIVE or
+    ERROR, fewer requests or comparisons than it needs) for longer than this pauses the
+    rollout and notifies, instead of holding for ever; None (the default) waits for ever. A
+    FAIL still rolls back at once; a resume starts a fresh deadline."""
+
     shadow: ShadowPhaseSpec | None = None
     steps: list[StepSpec] = Field(min_length=1)
     capacity: CapacitySpec = CapacitySpec()
+    progress_deadline_s: float | None = Field(None, gt=0, le=30 * 86400)
 
     @field_validator("steps")
     @classmethod
@@ -217,21 +226,30 @@ def _header_name(name: str) -> None:
         raise field_error((name,), "not an HTTP header name", name)
 
 
+# Notifier fields added after specs were stored: the digest leaves them out at their default.
+NOTIFIER_ADDED: dict[str, Any] = {"max_attempts": 4, "backoff_s": 0.5}
+
+
 class NotifierSpec(Strict):
-    """Where promotions and rollbacks are announced: ``log`` or a ``webhook`` (JSON POST).
+    """Where promotions, rollbacks and pauses are announced: ``log``, a ``webhook`` (the
+    event as JSON) or ``slack`` (a Slack incoming-webhook message: ``text`` and ``blocks``).
 
     A spec is stored and may be shown, so it holds no secret: a webhook URL that is one (a
     chat hook's path) comes from ``url_env``, and credential headers from ``headers_env``
     (header -> environment variable), both read where the controller runs. ``headers`` may
-    only carry plain ones; a URL may not carry a user or password.
+    only carry plain ones; a URL may not carry a user or password. A delivery that fails for
+    a reason that may pass (no connection, a timeout, HTTP 408, 429 or 5xx) is tried up to
+    ``max_attempts`` times in all, waiting about ``backoff_s`` x 2^k (with jitter) between.
     """
 
-    kind: Literal["log", "webhook"]
+    kind: Literal["log", "webhook", "slack"]
     url: str | None = Field(None, pattern=r"^https?://[!-~]+$", max_length=2048)
     url_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     timeout_s: float = Field(2.0, gt=0, le=30)
     headers: dict[str, str] = Field(default_factory=dict, max_length=32)
     headers_env: dict[str, str] = Field(default_factory=dict, max_length=32)
+    max_attempts: int = Field(NOTIFIER_ADDED["max_attempts"], ge=1, le=10)
+    backoff_s: float = Field(NOTIFIER_ADDED["backoff_s"], gt=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -267,8 +285,8 @@ class NotifierSpec(Strict):
 
     @model_validator(mode="after")
     def _where(self) -> NotifierSpec:
-        if self.kind == "webhook" and (self.url is None) == (self.url_env is None):
-            raise ValueError("kind 'webhook' needs exactly one of url and url_env")
+        if self.kind != "log" and (self.url is None) == (self.url_env is None):
+            raise ValueError(f"kind {self.kind!r} needs exactly one of url and url_env")
         if self.kind == "log" and (self.url or self.url_env or self.headers or self.headers_env):
             raise ValueError("kind 'log' takes no url, url_env, headers or headers_env")
         return self
@@ -461,6 +479,12 @@ class RolloutSpec(StoreChoice, Strict):
         doc = self.model_dump(mode="json")
         if doc.get("store_url") is None:  # fields added later count only when set, so the
             doc.pop("store_url", None)     # digest of a spec written before them is unchanged
+        if doc["strategy"].get("progress_deadline_s") is None:
+            doc["strategy"].pop("progress_deadline_s", None)
+        for n in doc["notifiers"]:
+            for key, default in NOTIFIER_ADDED.items():
+                if n.get(key) == default:
+                    n.pop(key, None)
         text = json.dumps(doc, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
