@@ -30,6 +30,7 @@ from rayrollout.analysis.judges.drift import DriftJudge
 from rayrollout.analysis.judges.errors import ErrorRateJudge
 from rayrollout.analysis.judges.latency import LatencyJudge
 from rayrollout.analysis.judges.latency_tail import LatencyTailJudge
+from rayrollout.analysis.judges.promql import MAX_QUERY, PromQLCompareJudge, PromQLThresholdJudge
 from rayrollout.analysis.judges.threshold import ThresholdErrorJudge, ThresholdLatencyJudge
 from rayrollout.dataplane.events import Outcome
 
@@ -42,11 +43,13 @@ JUDGE_KINDS: Mapping[str, Any] = {
     "accuracy": AccuracyJudge,
     "threshold_errors": ThresholdErrorJudge,
     "threshold_latency": ThresholdLatencyJudge,
+    "promql_threshold": PromQLThresholdJudge,
+    "promql_compare": PromQLCompareJudge,
 }
 
 # Kinds that are anytime-valid tests and so take a share of the alpha budget.
 SEQUENTIAL_KINDS = frozenset(
-    {"errors", "latency", "latency_tail", "drift", "disagreement", "accuracy"}
+    {"errors", "latency", "latency_tail", "drift", "disagreement", "accuracy", "promql_compare"}
 )
 
 
@@ -107,6 +110,17 @@ PARAM_RULES: Mapping[str, Any] = {
     "guarded": Annotated[list[Annotated[int, Field(ge=0, le=_LIST)]],
                          Field(max_length=_LIST + 1)] | None,
     "failed_as_disagree": bool,
+    # PromQL checks (rayrollout.analysis.judges.promql): where, what and how often to read
+    "url": Annotated[str, Field(pattern=r"^https?://[!-~]+$", max_length=2048)],
+    "query": Annotated[str, Field(min_length=1, max_length=MAX_QUERY)],
+    "interval_s": Annotated[float, Field(ge=0.5, le=3600, allow_inf_nan=False)],
+    "timeout_s": Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)],
+    "min_value": _Finite | None,
+    "max_value": _Finite | None,
+    "failures": Annotated[int, Field(ge=1, le=_LIST)],
+    "stable_too": bool,
+    "min_intervals": Annotated[int, Field(ge=1, le=10**6)],
+    "settle_s": Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)],
 }
 KIND_PARAM_RULES: Mapping[tuple[str, str], Any] = {
     ("latency", "method"): Literal[latency.METHODS],

@@ -34,6 +34,10 @@ Guarantees:
   too), which moves the epoch above theirs, instead of pushing tables they would ignore.
 * A verb call with an id (``request``) is applied once: the same id again is answered with
   the status (the Python API retries a verb whose answer a controller restart lost).
+* PromQL checks read their sources off the lock and off the tick: each check's queries are
+  started every ``interval_s`` on a small thread pool (``rayrollout.sources.Poller``) and a
+  tick takes only the readings that have finished, never waiting for one (a read ends by its
+  source's timeout). The readings go to the core as tick inputs and are recorded with them.
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rayrollout.analysis.judges.promql import DEFAULT_URL, PromQLJudge
 from rayrollout.controller.capacity import app_health, running
 from rayrollout.controller.core import ControllerCore, replay_rollout
 from rayrollout.controller.decide import allowed_verbs
+from rayrollout.controller.explain import deadline, waiting_for
 from rayrollout.controller.phases import ACTIVE, FINAL, TERMINAL, Phase
 from rayrollout.controller.port import DELETING, DEPLOY_FAILED, RUNNING, AppStatus, ServePort
 from rayrollout.controller.state import Action, Command, Decision
@@ -58,12 +64,14 @@ from rayrollout.dataplane.aggregates import Collected
 from rayrollout.errors import ConfigError, Conflict, Fenced, NotCarriedOut, UnavailableError
 from rayrollout.names import version_app_name
 from rayrollout.notify import Notifier, make_notifier
+from rayrollout.sources import MetricSource, Poller, PromQLSource, check_url, take_reading
 from rayrollout.spec import NotifierSpec, RolloutSpec
 from rayrollout.spec.reach import check_artifacts
 
 log = logging.getLogger("rayrollout.controller")
 
 Clock = Callable[[], float]
+SourceFactory = Callable[[str, float], MetricSource]  # (url, timeout_s) -> a source
 IDLE_TICK_S = 2.0  # between ticks of a controller with no rollout that can still move
 RECENT_REQUESTS = 1000  # verb call ids remembered in memory (older ones are found in the log)
 REQUEST_LOOKBACK = 500  # log entries of the rollout searched for a verb call id after a restart
@@ -86,7 +94,11 @@ class RolloutController:
         notifier: Callable[[NotifierSpec], Notifier] = make_notifier,
         owner: str | None = None,
         store_info: Mapping[str, Any] | None = None,
+        sources: SourceFactory = PromQLSource,
+        inline_reads: bool = False,
     ) -> None:
+        """``sources`` makes the source of a PromQL check from its url and timeout (one per
+        pair, kept); ``inline_reads`` reads them within the tick (tests with fake sources)."""
         self.model = model
         self.store = store
         self.port = port
@@ -102,6 +114,9 @@ class RolloutController:
         self.owner = owner or default_owner()
         self.fenced: dict[str, Any] | None = None  # set once a newer controller holds the lease
         self._requests: dict[str, int] = {}  # verb call id -> the decision that applied it
+        self._make_source = sources
+        self._sources: dict[tuple[str, float], MetricSource] = {}
+        self._poller = Poller(inline=inline_reads)
         # The lease first: from now on an older incarnation can write nothing.
         self.token = store.acquire(model, self.owner)
         log.info("controller of %s: lease taken by %s (token %d)", model, self.owner, self.token)
@@ -174,6 +189,13 @@ class RolloutController:
         roots, webhook hosts and their environment variables): ``ConfigError`` (400) naming
         the field, before anything is deployed."""
         check_artifacts(s)
+        for where, checks in (("checks", s.analysis.checks), ("guards", s.analysis.guards)):
+            for i, c in enumerate(checks):
+                if c.kind.startswith("promql_"):
+                    try:
+                        check_url(str(c.params.get("url", DEFAULT_URL)))
+                    except ConfigError as e:
+                        raise ConfigError(f"analysis.{where}[{i}].params.url: {e}") from None
         for i, n in enumerate(s.notifiers):
             try:
                 self._notifier(n)
@@ -242,6 +264,7 @@ class RolloutController:
                 return {"model": self.model, "phase": "none", "rollout": None,
                         "allowed_verbs": [], "final": True, **who}
             s, spec = core.state, core.spec
+            now = self.clock()
             return {
                 **who,
                 "model": self.model,
@@ -266,11 +289,13 @@ class RolloutController:
                 "step_need": self._step_need(core),
                 "shadow_compared": s.shadow_compared,
                 "checks": {c: [r.view() for r in rs] for c, rs in core.last_results.items()},
+                "waiting_for": waiting_for(s, spec, core.last_results, now),
+                "progress_deadline": deadline(s, spec, now),
                 "alpha": spec.analysis.alpha,
                 "notifiers": [n.shown() for n in spec.notifiers],  # URLs as scheme://host only
                 "decisions": s.seq,
                 "ticks": self.ticks,
-                "now": self.clock(),
+                "now": now,
             }
 
     def _step_need(self, core: ControllerCore) -> dict[str, Any] | None:
@@ -320,6 +345,7 @@ class RolloutController:
             return None  # collecting would drain events the controller in charge needs
         parts = self._collect()
         core = self.core
+        readings = self._read_sources(core)
         apps = self._apps() if core is not None and core.state.phase in WATCHED else None
         status = self._deploy_status(core, apps or {}) if core is not None else (frozenset(), {})
         capacity = self._capacity(core, apps or {}) if core is not None else {}
@@ -328,14 +354,16 @@ class RolloutController:
             if core is None or core is not self.core or self.fenced is not None:
                 return None
             try:
-                return self._step(core, parts, status, capacity, apps)
+                return self._step(core, parts, status, capacity, apps, readings)
             except Fenced as e:
                 self._fence(e)
                 return None
 
     def _step(self, core: ControllerCore, parts: list[Collected],
               status: tuple[frozenset[str], dict[str, str]], capacity: dict[str, int],
-              apps: Mapping[str, AppStatus] | None) -> Decision | None:
+              apps: Mapping[str, AppStatus] | None,
+              readings: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+              ) -> Decision | None:
         # Request events reach the judges in arrival order across replicas: the core holds
         # each until no replica can still report an earlier one (the smallest watermark).
         events = [e for p in parts for e in p.events]
@@ -363,7 +391,7 @@ class RolloutController:
         actions, decision = core.tick(self.clock(), events, shadow, requests, ready,
                                       failed, labelled=labelled, watermark=watermark,
                                       accounting=accounting, capacity=capacity,
-                                      health=health, router_epoch=ahead)
+                                      health=health, router_epoch=ahead, readings=readings)
         self._apply(core, actions, decision)
         pushed = any(a.kind == "routes" for a in actions)
         if parts and min(p.epoch for p in parts) < core.state.epoch and not pushed:
@@ -504,6 +532,44 @@ class RolloutController:
             elif st.status == DEPLOY_FAILED:
                 failed[v] = (st.message or "deploy failed")[:500]
         return frozenset(ready), failed
+
+    def _read_sources(self, core: ControllerCore | None
+                      ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Start the reads of PromQL checks that are due and return the readings that have
+        finished (per candidate and check), without waiting for any. Reads belong to one
+        rollout attempt: those of an earlier one, or of a withdrawn candidate, are dropped."""
+        wanted: set[Any] = set()
+        s = core.state if core is not None else None
+        if core is not None and s is not None and s.phase in ACTIVE:
+            now = self.clock()
+            for cand in s.active():
+                for name, j in core.judges.get(cand, {}).items():
+                    if not isinstance(j, PromQLJudge):
+                        continue
+                    key = (core.rollout, s.attempt, cand, name)
+                    wanted.add(key)
+                    queries = j.queries(self.model, s.stable, cand)
+                    self._poller.poll(key, now, j.interval_s,
+                                      self._reader(j.url, j.timeout_s, queries, now))
+        self._poller.keep(wanted)
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for done, reading in self._poller.harvest():
+            assert isinstance(done, tuple)
+            out.setdefault(done[2], {}).setdefault(done[3], []).append(reading)
+        return out
+
+    def _reader(self, url: str, timeout_s: float, queries: dict[str, str], at: float
+                ) -> Callable[[], dict[str, Any]]:
+        """The read of one check's queries (run on the poller's pool)."""
+        try:
+            source = self._sources.get((url, timeout_s))
+            if source is None:
+                source = self._sources[(url, timeout_s)] = self._make_source(url, timeout_s)
+        except ConfigError as e:  # the host list changed since the start
+            problem = {"t": at, "error": "unavailable", "role": "candidate",
+                       "detail": f"no source for {url[:100]}: {e}"[:300]}
+            return lambda: problem
+        return lambda: take_reading(source, queries, at)
 
     def _collect(self) -> list[Collected]:
         try:

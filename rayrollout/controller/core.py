@@ -13,7 +13,8 @@ events are persisted with the judges, so a restart loses none of them.
 ``replay()`` feeds a rollout's recorded tick inputs to fresh judges and ``decide`` and returns
 the decisions; they must equal the recorded log. What Serve said of the apps' health and the
 routers' epoch, when they matter, are such inputs too, so a rollback for a lost replica and a
-reconciliation replay as they happened.
+reconciliation replay as they happened; so are the readings of PromQL checks (``readings``:
+what the shell's sources answered), so a replay needs no Prometheus.
 
 Fencing: a core made with a ``token`` (the controller's lease, ``RolloutStore.acquire``) passes
 it to every write; a write with a stale token raises ``Fenced`` with nothing written, and the
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from rayrollout.analysis.assemble import check_judges
 from rayrollout.analysis.base import Judge
+from rayrollout.analysis.judges.promql import PromQLJudge
 from rayrollout.analysis.registry import restore_judge
 from rayrollout.controller.decide import decide, initial_state
 from rayrollout.controller.phases import ACTIVE, IllegalTransition
@@ -65,6 +67,16 @@ def _none_to_nan(row: Sequence[Any]) -> list[Any]:
     return [math.nan if x is None else x for x in row]
 
 
+# Per candidate, per check: the readings a PromQL check's source gave since the last tick
+# (``rayrollout.sources.poll``: plain JSON), oldest first.
+Readings = Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]
+
+
+def _plain_readings(readings: Readings) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    return {c: {n: [dict(r) for r in rs] for n, rs in checks.items()}
+            for c, checks in readings.items()}
+
+
 def encode_inputs(
     now: float,
     events: Sequence[RequestEvent],
@@ -79,10 +91,12 @@ def encode_inputs(
     capacity: dict[str, int] | None = None,
     health: dict[str, dict[str, Any]] | None = None,
     router_epoch: int | None = None,
+    readings: Readings | None = None,
 ) -> dict[str, Any]:
     wm: dict[str, Any] = {} if watermark == math.inf else {"watermark": watermark}
     return {
         **wm,
+        **({"readings": _plain_readings(readings)} if readings else {}),
         **({"capacity": capacity} if capacity else {}),
         **({"health": health} if health is not None else {}),
         **({"router_epoch": router_epoch} if router_epoch is not None else {}),
@@ -175,13 +189,16 @@ class ControllerCore:
         capacity: dict[str, int] | None = None,
         health: dict[str, dict[str, Any]] | None = None,
         router_epoch: int | None = None,
+        readings: Readings | None = None,
     ) -> tuple[list[Action], Decision | None]:
         """One step. ``events`` are the new request events as reported, in any order;
         ``watermark`` releases the held and new ones that arrived before it (``inf``: all of
         them; ``None``: no router answered, release nothing new). ``capacity`` holds the
         running replicas of each version (what a move that needs replicas waits for);
         ``health`` the versions whose app is not plainly live (None: not read this tick);
-        ``router_epoch`` the routers' newest epoch when it is above the state's.
+        ``router_epoch`` the routers' newest epoch when it is above the state's;
+        ``readings`` what the sources of PromQL checks answered since the last tick (per
+        candidate and check; recorded with the inputs, so a replay needs no Prometheus).
         ``accounting`` (requests
         rejected per version, events lost off full router buffers) is only persisted with the
         inputs, so the store accounts for every request the routers reported; ``decide`` and
@@ -192,7 +209,8 @@ class ControllerCore:
         saved = self.judge_states() if self.store is not None else None
         try:
             return self._tick(now, events, shadow, requests, ready, failed, command, labelled,
-                              watermark, accounting, capacity or {}, health, router_epoch)
+                              watermark, accounting, capacity or {}, health, router_epoch,
+                              readings or {})
         except BaseException:
             if saved is not None:  # nothing was committed: the judges forget this tick too
                 self.judges = _restore(saved, self.spec)
@@ -214,9 +232,11 @@ class ControllerCore:
         capacity: dict[str, int] | None = None,
         health: dict[str, dict[str, Any]] | None = None,
         router_epoch: int | None = None,
+        readings: Readings | None = None,
     ) -> tuple[list[Action], Decision | None]:
         released = self.order.release(events, watermark) if command is None else []
-        results = self._judge(now, released, shadow, labelled) if command is None else {}
+        results = (self._judge(now, released, shadow, labelled, readings or {})
+                   if command is None else {})
         if results:
             self.last_results = results
         obs = Observation(
@@ -238,7 +258,8 @@ class ControllerCore:
             self.order = ArrivalOrder()
         if self.store is not None:  # persist first: memory never runs ahead of the store
             inputs = encode_inputs(now, events, shadow, requests, ready, failed, command, labelled,
-                                   watermark, accounting, capacity, health, router_epoch)
+                                   watermark, accounting, capacity, health, router_epoch,
+                                   readings)
             states = {"attempt": new.attempt, "judges": {
                 c: {n: j.to_state() for n, j in js.items()} for c, js in judges.items()},
                 "held": [_nan_to_none(e) for e in self.order.held],
@@ -256,6 +277,7 @@ class ControllerCore:
         events: Sequence[RequestEvent],
         shadow: Sequence[ShadowEvent],
         labelled: Sequence[LabelledEvent],
+        readings: Readings,
     ) -> dict[str, list[Any]]:
         s = self.state
         if s.phase not in ACTIVE:
@@ -264,10 +286,20 @@ class ControllerCore:
         out: dict[str, list[Any]] = {}
         for cand in s.active():
             judges = self.judges[cand]
-            for j in judges.values():
+            mine = readings.get(cand, {})
+            for name, j in judges.items():
                 j.observe(batch, s.stable, cand, shadow=shadow, labelled=labelled)
+                if isinstance(j, PromQLJudge):
+                    j.observe_readings(mine.get(name, ()), self.pair_weight(cand), now)
             out[cand] = [j.result(now) for j in judges.values()]
         return out
+
+    def pair_weight(self, cand: str) -> float:
+        """The candidate's share of its pair with the stable in the table in force (0 when
+        neither takes traffic): what a PromQL comparison of the two weighs its counts by."""
+        w = self.state.weights
+        c, b = w.get(cand, 0.0), w.get(self.state.stable, 0.0)
+        return c / (c + b) if c + b > 0 else 0.0
 
 
 def replay(
@@ -301,6 +333,7 @@ def _replay_tick(core: ControllerCore, t: dict[str, Any]) -> Decision | None:
         capacity=dict(t.get("capacity", {})),
         health=t.get("health"),
         router_epoch=t.get("router_epoch"),
+        readings=t.get("readings"),
     )
     return d
 

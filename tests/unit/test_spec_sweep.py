@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from rayrollout import cli
-from rayrollout.analysis.registry import JUDGE_KINDS, RESERVED, params_model
+from rayrollout.analysis.registry import JUDGE_KINDS, RESERVED, SEQUENTIAL_KINDS, params_model
 from rayrollout.client.api import start as api_start
 from rayrollout.controller.fake import FakeServePort
 from rayrollout.errors import BadRequest
@@ -361,7 +361,7 @@ def check_doc(kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The base spec with a check (or guard) of ``kind`` and ``params``; and its path."""
     doc = base_doc()
     check = {"kind": kind, "name": "swept", "params": params}
-    if kind.startswith("threshold_"):
+    if kind not in SEQUENTIAL_KINDS:
         doc["analysis"]["guards"] = [check]
         return doc, "analysis.guards.0.params"
     doc["analysis"]["checks"].append(check)

@@ -9,6 +9,7 @@ from rayrollout.analysis.judges.errors import ErrorRateJudge
 from rayrollout.analysis.judges.fake import FakeJudge
 from rayrollout.analysis.judges.latency import LatencyJudge
 from rayrollout.analysis.judges.latency_tail import LatencyTailJudge
+from rayrollout.analysis.judges.promql import PromQLCompareJudge, PromQLJudge, PromQLThresholdJudge
 from rayrollout.analysis.judges.threshold import ThresholdErrorJudge, ThresholdLatencyJudge
 
 __all__ = [
@@ -19,6 +20,9 @@ __all__ = [
     "FakeJudge",
     "LatencyJudge",
     "LatencyTailJudge",
+    "PromQLCompareJudge",
+    "PromQLJudge",
+    "PromQLThresholdJudge",
     "ThresholdErrorJudge",
     "ThresholdLatencyJudge",
 ]

@@ -26,6 +26,8 @@ KINDS = [
     "accuracy",
     "threshold_errors",
     "threshold_latency",
+    "promql_threshold",
+    "promql_compare",
 ]
 
 
