@@ -1,9 +1,17 @@
 """Every Prometheus metric rayrollout exports, with its labels and buckets. Pure declarations.
 
-Labels stay low-cardinality: model, version, outcome. Never a request id or a user key.
-The serving layer turns these into ``ray.util.metrics`` objects (exported through Ray's
-metrics agent, so one scrape covers every router replica on the node); Ray prefixes names
-with ``ray_``.
+Labels stay low-cardinality: model, version, outcome, check, phase, decision kind, store
+operation. Never a request id or a user key. The serving layer turns these into
+``ray.util.metrics`` objects (exported through Ray's metrics agent, so one scrape covers every
+process on the node); Ray prefixes names with ``ray_``.
+
+Two exporters, two kinds of series:
+
+* ``ROUTER``: each ingress replica exports its own (``rayrollout.serving.exporter``). Counters
+  and the histogram add up across replicas (``sum``); the router gauges (weight, epoch) are one
+  series per replica, each showing the table that replica holds: read them with ``max``/``min``.
+* ``CONTROLLER``: the model's one controller actor exports them
+  (``rayrollout.serving.controller_metrics``): the authoritative rollout state of each model.
 """
 
 from __future__ import annotations
@@ -83,7 +91,84 @@ EVENTS_DROPPED = MetricSpec(
     ("model",),
 )
 
-ALL: tuple[MetricSpec, ...] = (
+# -- the controller ------------------------------------------------------------------------
+
+TICK_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+STORE_BUCKETS_S: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+CONTROLLER_PHASE = MetricSpec(
+    "rayrollout_controller_phase",
+    "gauge",
+    "1 for the rollout's current phase, 0 for every other phase (phase=none: no rollout).",
+    ("model", "phase"),
+)
+CONTROLLER_STEP = MetricSpec(
+    "rayrollout_controller_step",
+    "gauge",
+    "Index of the current canary step (-1 before the first step).",
+    ("model",),
+)
+CONTROLLER_WEIGHT = MetricSpec(
+    "rayrollout_controller_weight",
+    "gauge",
+    "Routing weight of a version in the controller's state, percent (0 once it left).",
+    ("model", "version"),
+)
+CONTROLLER_ROLE = MetricSpec(
+    "rayrollout_controller_role",
+    "gauge",
+    "1 for a version's role in the rollout (stable, candidate, previous_stable), 0 for the "
+    "others: join on version to group the routers' series by role.",
+    ("model", "version", "role"),
+)
+CONTROLLER_EPOCH = MetricSpec(
+    "rayrollout_controller_epoch",
+    "gauge",
+    "Epoch of the routing table the controller's state holds.",
+    ("model",),
+)
+CHECK_EVIDENCE = MetricSpec(
+    "rayrollout_check_evidence",
+    "gauge",
+    "A sequential check's evidence against the candidate, log10 of its e-value (E = 10^x).",
+    ("model", "version", "check"),
+)
+CHECK_THRESHOLD = MetricSpec(
+    "rayrollout_check_threshold",
+    "gauge",
+    "log10 of the e-value at which a sequential check FAILs (its share of alpha).",
+    ("model", "check"),
+)
+CHECK_VERDICT = MetricSpec(
+    "rayrollout_check_verdict",
+    "gauge",
+    "A check's last verdict of a candidate: 0 PASS, 1 INCONCLUSIVE, 2 ERROR, 3 FAIL.",
+    ("model", "version", "check"),
+)
+DECISIONS = MetricSpec(
+    "rayrollout_decisions_total",
+    "counter",
+    "Decisions logged, by kind (the phase entered, step, update, or the entry's own kind).",
+    ("model", "kind"),
+)
+TICK_SECONDS = MetricSpec(
+    "rayrollout_tick_seconds",
+    "histogram",
+    "Duration of one controller tick (collect, judge, decide, persist, act), seconds.",
+    ("model",),
+    TICK_BUCKETS_S,
+)
+STORE_SECONDS = MetricSpec(
+    "rayrollout_store_seconds",
+    "histogram",
+    "Duration of one rollout-store call by the controller, by operation, seconds.",
+    ("model", "op"),
+    STORE_BUCKETS_S,
+)
+
+ROUTER: tuple[MetricSpec, ...] = (
     REQUESTS,
     LATENCY,
     SHADOW_COMPARED,
@@ -94,3 +179,26 @@ ALL: tuple[MetricSpec, ...] = (
     EPOCH,
     EVENTS_DROPPED,
 )
+CONTROLLER: tuple[MetricSpec, ...] = (
+    CONTROLLER_PHASE,
+    CONTROLLER_STEP,
+    CONTROLLER_WEIGHT,
+    CONTROLLER_ROLE,
+    CONTROLLER_EPOCH,
+    CHECK_EVIDENCE,
+    CHECK_THRESHOLD,
+    CHECK_VERDICT,
+    DECISIONS,
+    TICK_SECONDS,
+    STORE_SECONDS,
+)
+ALL: tuple[MetricSpec, ...] = ROUTER + CONTROLLER
+
+
+def exported_series(m: MetricSpec) -> tuple[str, ...]:
+    """The Prometheus series names ``m`` appears under once Ray exports it: ``ray_`` + its
+    name, and a histogram's ``_bucket``, ``_count`` and ``_sum``."""
+    name = "ray_" + m.name
+    if m.kind == "histogram":
+        return (name + "_bucket", name + "_count", name + "_sum")
+    return (name,)

@@ -3,6 +3,8 @@
 A thin wrapper: it opens the store at its target (``open_store``: a SQLite path, or a
 PostgreSQL URL) where it runs, builds the controller over ``port()`` (``RayServePort``, passed
 in by the port that creates the actor), runs ``run_loop`` on a thread, and forwards the verbs.
+It exports the controller's state, tick durations and store latencies as Prometheus metrics
+(``rayrollout.serving.controller_metrics``) from a second thread.
 Everything it does is the plain controller's (``rayrollout.controller.controller``), which the
 unit tests drive with the in-memory port. Ray restarts the actor after a crash; ``__init__``
 then takes the store's lease (a controller Ray still runs elsewhere is fenced off), reloads the
@@ -29,6 +31,7 @@ from rayrollout.controller.port import ServePort
 from rayrollout.controller.state import Decision
 from rayrollout.controller.store import describe_store, open_store
 from rayrollout.names import NAMESPACE, controller_name
+from rayrollout.serving.controller_metrics import ControllerMetrics, MeteredController, TimedStore
 
 log = logging.getLogger("rayrollout.serving")
 
@@ -64,12 +67,18 @@ class ControllerActor:
         import ray
 
         self._model, self._target = model, store_target
-        store = open_store(store_target, model)
+        self.metrics = ControllerMetrics(model, lambda: self.controller.status(),
+                                         lambda n: self.controller.history(n))
+        store = TimedStore(open_store(store_target, model), self.metrics.store_call)
         node = ray.get_runtime_context().get_node_id()
         self._info_at = time.monotonic()
-        self.controller = RolloutController(
+        controller = MeteredController(
             model, store, port(), owner=f"node {node[:16]} pid {os.getpid()}",
             store_info=store_section(store_target, model, alive_nodes()))
+        controller.on_tick = self.metrics.tick
+        self.controller: RolloutController = controller
+        self.metrics.safe_flush()  # the baseline, before the first tick: then every interval
+        self.metrics.start()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=run_loop, args=(self.controller, self._stop), name="rollout-loop", daemon=True
@@ -112,6 +121,7 @@ class ControllerActor:
 
     def stop(self) -> None:
         self._stop.set()
+        self.metrics.stop()
 
     def ping(self) -> str:
         return "ok"

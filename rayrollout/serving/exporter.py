@@ -6,6 +6,13 @@ exporter turns what changed into ``ray.util.metrics`` updates, off the request p
 A version that leaves the routing table (a rolled-back or retired candidate) has its weight
 gauge set to 0, not left at its last value. ``rayrollout_events_dropped_total`` follows the
 recorder's cumulative ``events_dropped`` count, when the recorder keeps one.
+
+Ray's metrics agent drops a gauge series that was not set again within two report intervals
+(``metrics_report_interval_ms``), so the gauges are set again on every flush, and flushes come
+at least twice per report interval (``refresh_interval_s``). The weight and epoch gauges are
+one series per ingress replica (each shows the table that replica holds): read them with
+``max``/``min``, never ``sum``; the controller's gauges (``controller_metrics``) are the
+authoritative per-model values.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +30,21 @@ from rayrollout.dataplane.aggregates import LATENCY_BOUNDS_MS, Recorder, Version
 from rayrollout.dataplane.routing import RoutingTable
 
 log = logging.getLogger("rayrollout.exporter")
+
+
+DEFAULT_INTERVAL_S = 2.0  # between flushes (less when Ray reports more often than every 4 s)
+
+
+def refresh_interval_s(default: float = DEFAULT_INTERVAL_S) -> float:
+    """Seconds between flushes of this process's gauges: ``default``, or half of Ray's metrics
+    report interval (at least 1 s, as Ray floors it) when that is shorter, so that every report
+    carries every gauge and the agent never drops a live series as stale."""
+    ray: Any = sys.modules.get("ray")  # a replica or an actor has it; a unit test need not
+    try:
+        report_s = max(float(ray._config.metrics_report_interval_ms()), 1000.0) / 1000.0
+    except Exception:  # no Ray here: the default
+        return default
+    return min(default, report_s / 2)
 
 
 _shared: dict[str, Any] = {}  # this process's Ray metric objects, by name
@@ -54,14 +77,14 @@ class MetricsExporter:
         model: str,
         recorder: Recorder,
         table: Callable[[], RoutingTable],
-        interval_s: float = 2.0,
+        interval_s: float | None = None,
         make: Callable[[spec.MetricSpec], Any] = _make,
     ) -> None:
         self.model = model
         self.recorder = recorder
         self.table = table
-        self.interval_s = interval_s
-        self._m = {m.name: make(m) for m in spec.ALL}
+        self.interval_s = refresh_interval_s() if interval_s is None else interval_s
+        self._m = {m.name: make(m) for m in spec.ROUTER}
         self._last: dict[str, VersionStats] = {}
         self._weighted: set[str] = set()  # versions whose weight gauge is set (not 0)
         self._dropped = 0  # events_dropped already exported
