@@ -2,7 +2,7 @@
 # Set up a fresh clone: a virtualenv in .venv (Python 3.11 if there is one, else 3.10 or newer)
 # with the package installed in editable mode, and
 #   (no option)  the runtime dependencies only: what the demo needs (Ray Serve, ONNX Runtime,
-#                NumPy, SciPy, pydantic, httpx, PyYAML, prometheus-client); no torch, no tools;
+#                NumPy, SciPy, pydantic, httpx, PyYAML, psycopg, click, rich); no torch, no tools;
 #   --dev        the dev extra too: what the test command needs (torch, scikit-learn, pytest,
 #                ruff, mypy, import-linter, ...);
 #   --system     the Debian packages the tests use: prometheus, chromium, postgresql (apt-get).

@@ -1,6 +1,8 @@
-"""The ``rayrollout`` command line (``main``), its text rendering and the demo."""
+"""The ``rayrollout`` command line (``main``; the click group ``cli``), its text rendering,
+the live view and the demo."""
 
-from rayrollout.cli.main import DEFAULT_URL, build_parser, main
+from rayrollout.cli.main import DEFAULT_URL, build_parser, cli, main, parse_args
 from rayrollout.cli.render import render_history, render_status, status_line
 
-__all__ = ["DEFAULT_URL", "build_parser", "main", "render_history", "render_status", "status_line"]
+__all__ = ["DEFAULT_URL", "build_parser", "cli", "main", "parse_args", "render_history",
+           "render_status", "status_line"]

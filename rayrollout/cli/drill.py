@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -317,7 +316,8 @@ def render(r: Report) -> str:
 
 def run(fault: str, address: str | None = None, url: str | None = None,
         bound_s: float | None = None, as_json: bool = False) -> int:
-    """The ``rayrollout drill`` command: each drill of ``fault`` (or all); 0 if all passed."""
+    """The ``rayrollout drill`` command (its options: ``rayrollout.cli.main.drill_cmd``): each
+    drill of ``fault`` (or all); 0 if all passed."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
     kinds = KINDS if fault == "all" else (fault,)
@@ -339,27 +339,3 @@ def run(fault: str, address: str | None = None, url: str | None = None,
         with local_serve(http_port):
             each(f"http://127.0.0.1:{http_port}")
     return 0 if all(r.passed for r in reports) else 1
-
-
-def add_parser(sub: Any) -> None:
-    """``rayrollout drill`` and its options, on the command's subparsers."""
-    d = sub.add_parser("drill", help="rehearse a rollback: a candidate with an injected fault")
-    d.add_argument("--fault", required=True, choices=[*KINDS, "all"], metavar="KIND",
-                   help=f"one of {', '.join(KINDS)}, or all")
-    d.add_argument("--address", default=None,
-                   help="a Ray cluster to rehearse on (its Serve HTTP proxy: --url); "
-                        "default: an embedded local Ray, started and stopped here")
-    d.add_argument("--bound-s", type=float, default=None, metavar="S",
-                   help="the rollback must come within S seconds of the first candidate "
-                        "traffic (default: per fault)")
-    d.add_argument("--json", action="store_true", help="one JSON report per drill")
-
-
-def command(args: Any) -> int:
-    """Run ``rayrollout drill`` from parsed arguments; a drill that could not run is exit 1."""
-    try:
-        return run(args.fault, args.address, args.url if args.address else None, args.bound_s,
-                   args.json)
-    except (RolloutError, TimeoutError) as e:
-        say(f"rayrollout drill: {e}", file=sys.stderr)
-        return 1

@@ -107,9 +107,45 @@ def render_status(st: Mapping[str, Any]) -> str:
         )
         for r in (st.get("checks") or {}).get(c["name"], []):
             lines.append("  " + _render_check(r))
+    lines += [f"  waiting for {who}: {what}" for who, what in waiting_for(st)]
+    if deadline(st):
+        lines.append(deadline(st))
     if "allowed_verbs" in st:
         lines.append("verbs now: " + (", ".join(st["allowed_verbs"]) or "none"))
     return safe_text("\n".join(lines))
+
+
+def waiting_for(st: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What keeps the rollout where it is, as ``(who, sentence)`` pairs, from the status's
+    ``waiting_for``: the list of ``controller.explain.waiting_for`` (entries with
+    ``candidate``, ``check`` and ``text``; ``who`` is ``candidate.check``, or the check alone
+    for the step or phase), or a mapping ``{check: sentence}`` /
+    ``{candidate: {check: sentence}}``. Empty when the status has none."""
+    w = st.get("waiting_for")
+    out: list[tuple[str, str]] = []
+    if isinstance(w, list | tuple):
+        for e in w:
+            if isinstance(e, Mapping) and e.get("text"):
+                who = ".".join(str(x) for x in (e.get("candidate"), e.get("check")) if x)
+                out.append((who or "-", str(e["text"])))
+    elif isinstance(w, Mapping):
+        for key, val in w.items():
+            if isinstance(val, Mapping):
+                out += [(f"{key}.{check}", str(text)) for check, text in val.items() if text]
+            elif val:
+                out.append((str(key), str(val)))
+    return out
+
+
+def deadline(st: Mapping[str, Any]) -> str:
+    """``progress deadline 300 s: 120 s left`` while one runs (status key
+    ``progress_deadline``: ``controller.explain.deadline``), else ""."""
+    d = st.get("progress_deadline")
+    if not isinstance(d, Mapping) or not isinstance(d.get("deadline_s"), int | float):
+        return ""
+    left = d.get("left_s")
+    return f"progress deadline {d['deadline_s']:g} s" + (
+        f": {left:.0f} s left" if isinstance(left, int | float) else "")
 
 
 def _need(need: Mapping[str, Any] | None) -> str:

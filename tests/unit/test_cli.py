@@ -1,5 +1,5 @@
-"""The ``rayrollout`` CLI without a server: parsing, validate, rendering, and HTTP handling
-against a fake transport."""
+"""The ``rayrollout`` CLI without a server: parsing and usage errors, validate, rendering, and
+HTTP handling against a fake transport, run through click's ``CliRunner``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
 from rayrollout import cli
+from rayrollout.cli.main import Settings
 from tests.conftest import ROOT
 
 
@@ -88,36 +90,109 @@ def write(tmp_path: Path, doc: Any, name: str = "f.yaml") -> Path:
 
 # -- parsing -----------------------------------------------------------------------------------
 
+Handler = Callable[[httpx.Request], httpx.Response]
 
-def test_global_options_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def invoke(argv: list[str], handler: Handler | None = None,
+           env: dict[str, str] | None = None) -> Result:
+    """``rayrollout argv`` in click's runner (stdout is not a terminal), its HTTP calls answered
+    by ``handler``."""
+    transport = httpx.MockTransport(handler) if handler is not None else None
+    return CliRunner().invoke(cli.cli, argv, obj=Settings(transport), env=env)
+
+
+def run(argv: list[str], handler: Handler) -> Result:
+    """``invoke`` with ``--url http://router --token tok``."""
+    return invoke(["--url", "http://router", "--token", "tok", *argv], handler)
+
+
+def recorder(body: Any = None, status: int = 200) -> tuple[list[httpx.Request], Handler]:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(status, json=STATUS if body is None else body)
+
+    return seen, handler
+
+
+def test_global_options_default_from_the_environment() -> None:
+    seen, handler = recorder()
+    env = {"RAYROLLOUT_URL": "http://router:9000/digits", "RAYROLLOUT_TOKEN": "s3cret"}
+    assert invoke(["status"], handler, env).exit_code == 0
+    assert str(seen[-1].url) == "http://router:9000/digits/rollout/status"
+    assert seen[-1].headers["authorization"] == "Bearer s3cret"
+    # a command's own --url / --model / --token-env win over the group's and the environment's
+    r = invoke(["status", "--url", "http://x:1", "--model", "mlp", "--token-env", "MY_TOKEN"],
+               handler, {**env, "MY_TOKEN": "t2"})
+    assert r.exit_code == 0, r.output
+    assert str(seen[-1].url) == "http://x:1/rollout/mlp/status"
+    assert seen[-1].headers["authorization"] == "Bearer t2"
+    r = invoke(["--token-env", "MY_TOKEN", "verify"], handler, {"MY_TOKEN": "t3"})
+    assert seen[-1].headers["authorization"] == "Bearer t3"
+    assert str(seen[-1].url) == cli.DEFAULT_URL + "/rollout/verify"
+    invoke(["status"], handler, {"RAYROLLOUT_URL": "", "RAYROLLOUT_TOKEN": ""})
+    assert "authorization" not in seen[-1].headers  # no token: none sent
+
+
+def test_parse_args_resolves_the_group_and_command_options(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAYROLLOUT_URL", "http://router:9000/digits")
     monkeypatch.setenv("RAYROLLOUT_TOKEN", "s3cret")
-    args = cli.build_parser().parse_args(["status"])
-    assert (args.url, args.token, args.watch, args.json) == (
-        "http://router:9000/digits", "s3cret", False, False
-    )
+    args = cli.parse_args(["status"])
+    assert (args.cmd, args.url, args.token, args.watch, args.as_json, args.output) == (
+        "status", "http://router:9000/digits", "s3cret", False, False, "text")
     monkeypatch.delenv("RAYROLLOUT_URL")
-    monkeypatch.delenv("RAYROLLOUT_TOKEN")
-    args = cli.build_parser().parse_args(["--url", "http://x", "status", "--watch",
-                                          "--interval", "0.5", "--json"])
-    assert (args.url, args.token, args.watch, args.interval, args.json) == (
-        "http://x", None, True, 0.5, True
-    )
-    assert cli.build_parser().parse_args(["status"]).url == cli.DEFAULT_URL
-
-
-def test_verb_options_parse() -> None:
-    p = cli.build_parser()
-    a = p.parse_args(["promote", "--full", "--candidate", "v3"])
+    args = cli.parse_args(["status", "--url", "http://x", "--watch", "--interval", "0.5", "-o",
+                           "json"])
+    assert (args.url, args.watch, args.interval, args.output) == ("http://x", True, 0.5, "json")
+    assert cli.parse_args(["verify"]).url == cli.DEFAULT_URL
+    a = cli.build_parser().parse_args(["promote", "--full", "--candidate", "v3"])
     assert (a.cmd, a.full, a.candidate) == ("promote", True, "v3")
-    assert p.parse_args(["abort", "--reason", "too slow"]).reason == "too slow"
-    h = p.parse_args(["history", "--limit", "5", "--all", "--json"])
-    assert (h.limit, h.all, h.json) == (5, True, True)
-    assert p.parse_args(["start", "x.yaml"]).file == Path("x.yaml")
+    h = cli.parse_args(["history", "--limit", "5", "--all", "--json"])
+    assert (h.limit, h.all_rollouts, h.as_json) == (5, True, True)
+    assert cli.parse_args(["start", "x.yaml"]).file == Path("x.yaml")
+    assert cli.parse_args(["report", "digits", "--out", "r"]).out_dir == Path("r")
     for verb in ("pause", "resume", "approve", "retry", "undo", "verify", "demo"):
-        assert p.parse_args([verb]).cmd == verb
-    with pytest.raises(SystemExit):
-        p.parse_args(["promote", "--reason", "x"])  # promote takes no reason
+        assert cli.parse_args([verb]).cmd == verb
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["promote", "--reason", "x"], "No such option '--reason'"),  # promote takes no reason
+    (["status", "--colour"], "No such option '--colour'"),
+    (["status", "-o", "yaml"], "Invalid value for '-o' / '--output': 'yaml'"),
+    (["history", "--limit", "ten"], "Invalid value for '--limit': 'ten'"),
+    (["history", "--limit", "-1"], "Invalid value for '--limit'"),
+    (["status", "--interval", "-1"], "Invalid value for '--interval'"),
+    (["replay", "--rollout", "0"], "Invalid value for '--rollout'"),
+    (["--url", "router:9000", "status"], "Invalid value for '--url': 'router:9000'"),
+    (["status", "--url", "ftp://x"], "Invalid value for '--url'"),
+    (["status", "--url", "http://"], "Invalid value for '--url'"),
+    (["status", "--url", "http://[::1"], "Invalid value for '--url': 'http://[::1'"),
+    (["drill", "--fault", "gremlins"], "Invalid value for '--fault': 'gremlins'"),
+    (["drill"], "Missing option '--fault'"),
+    (["demo", "--config", "missing.yaml"], "Invalid value for '--config'"),
+    (["nonsense"], "No such command 'nonsense'"),
+    (["validate"], "Missing argument 'FILE'"),
+    (["--token", "a", "--token-env", "B", "status"], "give --token or --token-env"),
+    (["status", "--token-env", "RAYROLLOUT_UNSET_VAR"], "'RAYROLLOUT_UNSET_VAR' is not set"),
+])
+def test_bad_input_is_a_usage_error_naming_the_option(argv: list[str], named: str) -> None:
+    seen, handler = recorder()
+    r = invoke(argv, handler, {"B": "x"})
+    assert r.exit_code == 2, r.output
+    assert named in r.stderr and "Usage: rayrollout" in r.stderr and r.stdout == ""
+    assert seen == []  # nothing sent
+
+
+def test_main_returns_the_exit_status_and_shows_usage_errors(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["history", "--limit", "ten"]) == 2
+    assert "Invalid value for '--limit'" in capsys.readouterr().err
+    assert cli.main(["--help"]) == 0
+    assert "status" in capsys.readouterr().out
 
 
 # -- validate ----------------------------------------------------------------------------------
@@ -247,25 +322,14 @@ def test_render_history() -> None:
 
 # -- HTTP against a fake transport --------------------------------------------------------------
 
-Handler = Callable[[httpx.Request], httpx.Response]
 
-
-def run(argv: list[str], handler: Handler) -> int:
-    return cli.main(["--url", "http://router", "--token", "tok", *argv],
-                    transport=httpx.MockTransport(handler))
-
-
-def test_verbs_post_with_the_token_and_options(capsys: pytest.CaptureFixture) -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json={**STATUS, "phase": "paused"})
-
-    assert run(["pause", "--reason", "lunch"], handler) == 0
-    assert run(["promote", "--full", "--candidate", "v2"], handler) == 0
-    assert run(["undo"], handler) == 0
-    assert run(["--model", "mlp", "abort"], handler) == 0
+def test_verbs_post_with_the_token_and_options() -> None:
+    seen, handler = recorder({**STATUS, "phase": "paused"})
+    assert run(["pause", "--reason", "lunch"], handler).exit_code == 0
+    assert run(["promote", "--full", "--candidate", "v2"], handler).exit_code == 0
+    assert run(["undo"], handler).exit_code == 0
+    last = run(["--model", "mlp", "abort"], handler)
+    assert last.exit_code == 0
     assert [(r.method, r.url.path) for r in seen] == [
         ("POST", "/rollout/pause"),  # no model: the ingress's one model
         ("POST", "/rollout/promote"),
@@ -276,7 +340,7 @@ def test_verbs_post_with_the_token_and_options(capsys: pytest.CaptureFixture) ->
     assert [json.loads(r.content) for r in seen] == [
         {"reason": "lunch"}, {"full": True, "candidate": "v2"}, {}, {}
     ]
-    assert "pause: phase paused" in capsys.readouterr().out
+    assert last.stdout.startswith("abort: phase paused\nmodel digits  rollout #3")
 
 
 @pytest.mark.parametrize(
@@ -285,96 +349,161 @@ def test_verbs_post_with_the_token_and_options(capsys: pytest.CaptureFixture) ->
         (409, {"error": "cannot resume in phase canary", "code": "illegal_transition"}, 2,
          "409: cannot resume in phase canary"),
         (401, {"error": "invalid admin token", "code": "unauthorized"}, 2,
-         "RAYROLLOUT_TOKEN"),
-        (404, {"error": "no rollout controller for model 'digits'"}, 2, "no rollout controller"),
-        (500, {"error": "internal error: boom", "code": "internal_error"}, 1, "boom"),
+         "401: invalid admin token (pass --token or set RAYROLLOUT_TOKEN)"),
+        (404, {"error": "no rollout controller for model 'digits'"}, 2,
+         "404: no rollout controller for model 'digits'"),
+        (500, {"error": "internal error: boom", "code": "internal_error"}, 1,
+         "500: internal error: boom"),
         (502, "bad gateway", 1, "502: bad gateway"),
     ],
 )
-def test_http_errors_print_the_server_message(
-    capsys: pytest.CaptureFixture, status: int, body: Any, code: int, shown: str
+def test_http_errors_are_one_line_with_the_server_message(
+    status: int, body: Any, code: int, shown: str
 ) -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         if isinstance(body, str):
             return httpx.Response(status, text=body)
         return httpx.Response(status, json=body)
 
-    assert run(["resume"], handler) == code
-    captured = capsys.readouterr()
-    assert shown in captured.err and captured.out == ""
+    for argv in (["resume"], ["status"], ["status", "-o", "json"], ["report", "digits"]):
+        r = run(argv, handler)
+        assert r.exit_code == code, (argv, r.output)
+        assert r.stderr == f"rayrollout {argv[0]}: {shown}\n" and r.stdout == "", argv
+        assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
-def test_connection_error_exits_1(capsys: pytest.CaptureFixture) -> None:
+def test_connection_error_exits_1() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=req)
 
-    assert run(["status"], handler) == 1
-    assert "cannot reach http://router:" in capsys.readouterr().err
+    r = run(["status"], handler)
+    assert r.exit_code == 1
+    assert r.stderr.startswith("rayrollout status: cannot reach http://router:")
+    assert r.stderr.count("\n") == 1
 
 
-def test_status_json_history_verify(capsys: pytest.CaptureFixture) -> None:
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path.endswith("/status"):
-            return httpx.Response(200, json=STATUS)
-        if req.url.path.endswith("/history"):
-            assert req.url.params["limit"] == "3" and req.url.params["all"] == "1"
-            return httpx.Response(200, json=[{"seq": 1, "actor": "bob", "phase_from": "a",
-                                              "phase_to": "b", "step": -1, "epoch": 0,
-                                              "reason": "r", "now": 0.0}])
-        return httpx.Response(200, json={"ok": False, "message": "entry 3: altered"})
+def test_an_answer_of_the_wrong_shape_is_one_line_not_a_traceback() -> None:
+    r = run(["verify"], lambda req: httpx.Response(200, json={"message": "no ok key"}))
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr == ("rayrollout verify: unexpected answer from http://router "
+                        "(KeyError: 'ok')\n")
+    r = run(["status"], lambda req: httpx.Response(200, text="<html>"))
+    assert r.exit_code == 1 and r.stderr == "rayrollout status: 200 from http://router: not JSON\n"
 
-    assert run(["status", "--json"], handler) == 0
-    assert json.loads(capsys.readouterr().out)["phase"] == "canary"
-    assert run(["history", "--limit", "3", "--all", "--json"], handler) == 0
-    assert json.loads(capsys.readouterr().out)[0]["actor"] == "bob"
-    assert run(["verify"], handler) == 1
-    assert "BROKEN: entry 3: altered" in capsys.readouterr().out
+
+HISTORY = [{"seq": 1, "actor": "bob", "phase_from": "a", "phase_to": "b", "step": -1,
+            "epoch": 0, "reason": "r", "now": 0.0}]
+
+
+def api(req: httpx.Request) -> httpx.Response:
+    """A fake admin API: status, history, verify and replay."""
+    route = req.url.path.rsplit("/", 1)[-1]
+    body: Any = {"status": STATUS, "history": HISTORY,
+                 "verify": {"ok": False, "message": "entry 3: altered"},
+                 "replay": {"rollout": 3, "identical": True, "replayed": 5, "recorded": 5},
+                 }.get(route, {**STATUS, "phase": "paused"})
+    return httpx.Response(200, json=body)
+
+
+@pytest.mark.parametrize(("argv", "answer", "code"), [
+    (["status"], STATUS, 0),
+    (["history", "--limit", "3", "--all"], HISTORY, 0),
+    (["verify"], {"ok": False, "message": "entry 3: altered"}, 1),
+    (["replay", "--rollout", "3"], {"rollout": 3, "identical": True, "replayed": 5,
+                                    "recorded": 5}, 0),
+    (["pause", "--reason", "x"], {**STATUS, "phase": "paused"}, 0),
+])
+def test_output_json_prints_the_servers_answer(argv: list[str], answer: Any, code: int) -> None:
+    for flag in (["-o", "json"], ["--output", "json"]):
+        r = run([*argv, *flag], api)
+        assert r.exit_code == code, r.output
+        assert json.loads(r.stdout) == answer
+    if argv[0] in ("status", "history"):
+        assert json.loads(run([*argv, "--json"], api).stdout) == answer  # the older spelling
+
+
+def test_text_output_is_plain_when_stdout_is_not_a_terminal() -> None:
+    r = run(["status"], api)
+    assert r.exit_code == 0
+    assert r.stdout == cli.render_status(STATUS) + "\n"  # no colour, no box, no escapes
+    assert "\x1b" not in r.stdout
+    assert run(["history"], api).stdout == cli.render_history(HISTORY) + "\n"
+    assert run(["verify"], api).stdout == "BROKEN: entry 3: altered\n"
+    assert run(["replay"], api).stdout == (
+        "rollout #3: 5 replayed decisions identical to the 5 recorded\n")
+
+
+def test_history_query_parameters() -> None:
+    seen, handler = recorder(HISTORY)
+    assert run(["history", "--limit", "3", "--all"], handler).exit_code == 0
+    assert seen[-1].url.params["limit"] == "3" and seen[-1].url.params["all"] == "1"
+    assert run(["history"], handler).exit_code == 0
+    assert seen[-1].url.params["limit"] == "20" and "all" not in seen[-1].url.params
 
 
 @pytest.mark.parametrize(("final", "code"), [("promoted", 0), ("rolled_back", 3)])
-def test_watch_redraws_until_the_rollout_ends(
-    capsys: pytest.CaptureFixture, final: str, code: int
-) -> None:
+def test_watch_redraws_until_the_rollout_ends(final: str, code: int) -> None:
     phases = iter(["deploying", "canary", final, "never-reached"])
 
     def handler(req: httpx.Request) -> httpx.Response:
+        assert req.url.path.endswith("/status")  # plain frames: no history fetched
         phase = next(phases)
         return httpx.Response(200, json={**STATUS, "phase": phase, "final": phase == final})
 
-    assert run(["status", "--watch", "--interval", "0"], handler) == code
-    out = capsys.readouterr().out
-    assert out.count("rollout #3") == 3 and f"phase {final.upper()}" in out
+    r = run(["status", "--watch", "--interval", "0"], handler)
+    assert r.exit_code == code
+    assert r.stdout.count("rollout #3") == 3 and f"phase {final.upper()}" in r.stdout
+    assert "\x1b" not in r.stdout  # a pipe gets frame after frame, no redraw
 
 
-def test_start_validates_locally_then_posts_the_spec(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_watch_json_is_one_object_per_line() -> None:
+    phases = iter(["canary", "rolled_back"])
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        phase = next(phases)
+        return httpx.Response(200, json={**STATUS, "phase": phase,
+                                         "final": phase == "rolled_back"})
+
+    r = run(["status", "--watch", "--interval", "0", "-o", "json"], handler)
+    assert r.exit_code == 3
+    assert [json.loads(line)["phase"] for line in r.stdout.splitlines()] == [
+        "canary", "rolled_back"]
+
+
+def test_start_validates_locally_then_posts_the_spec(tmp_path: Path) -> None:
     posted: list[Any] = []
 
     def handler(req: httpx.Request) -> httpx.Response:
         posted.append((req.url.path, json.loads(req.content)))
         return httpx.Response(200, json={**STATUS, "phase": "pending", "checks": {}})
 
-    assert run(["start", str(write(tmp_path, spec_doc()))], handler) == 0
+    r = run(["start", str(write(tmp_path, spec_doc()))], handler)
+    assert r.exit_code == 0
     ((path, body),) = posted
     assert path == "/rollout/digits/start"  # the spec's model
     assert body["model"] == "digits" and body["candidates"][0]["name"] == "v2"
-    assert "phase PENDING" in capsys.readouterr().out
+    assert "phase PENDING" in r.stdout
     bad = spec_doc(strategy={"steps": [{"weight": 50}, {"weight": 20}]})
-    assert run(["start", str(write(tmp_path, bad, "bad.yaml"))], handler) == 2
+    r = run(["start", str(write(tmp_path, bad, "bad.yaml"))], handler)
+    assert r.exit_code == 2
     assert len(posted) == 1  # nothing sent
-    assert "steps[1].weight=20 <= steps[0].weight=50" in capsys.readouterr().err
+    assert "steps[1].weight=20 <= steps[0].weight=50" in r.stderr
+    r = run(["start", str(tmp_path / "missing.yaml")], handler)
+    assert r.exit_code == 2 and "cannot read" in r.stderr and len(posted) == 1
 
 
-def test_help_of_every_command_renders(capsys: pytest.CaptureFixture) -> None:
-    parser = cli.build_parser()
-    commands = ["demo", "validate", "status", "start", "history", "verify", "replay",
-                "pause", "resume", "approve", "promote", "abort", "retry", "undo"]
-    for argv in ([], *([c] for c in commands)):
-        with pytest.raises(SystemExit) as e:
-            parser.parse_args([*argv, "--help"])
-        assert e.value.code == 0, argv
-    assert "to 100% now" in capsys.readouterr().out
+COMMANDS = ["demo", "validate", "status", "start", "history", "verify", "replay", "report",
+            "drill", "pause", "resume", "approve", "promote", "abort", "retry", "undo"]
+
+
+def test_help_of_every_command_renders() -> None:
+    assert sorted(cli.cli.list_commands(None)) == sorted(COMMANDS)  # type: ignore[arg-type]
+    for argv in ([], *([c] for c in COMMANDS)):
+        r = invoke([*argv, "--help"])
+        assert r.exit_code == 0, (argv, r.output)
+        assert r.stdout.startswith(f"Usage: rayrollout {' '.join(argv)}".rstrip())
+    assert "to 100% now" in invoke(["promote", "--help"]).stdout
+    assert "-o, --output [text|json]" in invoke(["status", "-h"]).stdout
 
 
 def test_validate_says_how_long_each_step_needs(tmp_path: Path,
@@ -393,3 +522,61 @@ def test_status_shows_what_the_step_still_needs() -> None:
                                   "rate_per_s": 1.0, "eta_s": 1859.0}}
     assert "requests this step 42 of 1,901 needed (to catch errors x3; about 1859 s to go)" in (
         cli.render_status(st))
+
+
+def test_demo_and_drill_pass_their_options_and_exit_status(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import rayrollout.cli.demo as demo
+    import rayrollout.cli.drill as drill
+    from rayrollout.errors import RolloutError
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_demo(*args: Any) -> int:
+        calls.append(("demo", *args))
+        return 1
+
+    def fake_drill(*args: Any) -> int:
+        calls.append(("drill", *args))
+        if args[0] == "hang":
+            raise RolloutError("no Serve on the cluster")
+        return 0
+
+    monkeypatch.setattr(demo, "run", fake_demo)
+    monkeypatch.setattr(drill, "run", fake_drill)
+    spec = write(tmp_path, spec_doc())
+    r = invoke(["demo", "--config", str(spec), "--requests", "5", "--concurrency", "2"])
+    assert r.exit_code == 1 and calls[-1] == ("demo", spec, 5, 2)
+    assert invoke(["demo"]).exit_code == 1 and calls[-1] == ("demo", None, 0, 8)
+    r = invoke(["--url", "http://head:8000", "drill", "--fault", "errors", "--address",
+                "ray://head:10001", "--bound-s", "9", "--json"])
+    assert r.exit_code == 0
+    assert calls[-1] == ("drill", "errors", "ray://head:10001", "http://head:8000", 9.0, True)
+    assert invoke(["drill", "--fault", "all", "-o", "json"]).exit_code == 0
+    assert calls[-1] == ("drill", "all", None, None, None, True)  # local: its own Serve
+    r = invoke(["drill", "--fault", "hang"])
+    assert r.exit_code == 1 and r.stderr == "rayrollout drill: no Serve on the cluster\n"
+
+
+def test_status_says_what_the_checks_wait_for_and_the_deadline() -> None:
+    waiting = [  # controller.explain.waiting_for
+        {"candidate": None, "check": "step", "kind": "requests", "holds": True,
+         "text": "needs 58 more candidate requests at the current rate (~2.0/s: ~29 s)"},
+        {"candidate": "v2", "check": "errors", "kind": "check", "holds": True,
+         "text": "needs ~400 more candidate requests"},
+        {"candidate": "v2", "check": "latency", "text": ""},  # nothing to say: not shown
+        "not an entry",
+    ]
+    st = {**STATUS, "waiting_for": waiting,
+          "progress_deadline": {"deadline_s": 600.0, "holding_since": 100.0, "left_s": 587.6}}
+    lines = cli.render_status(st).splitlines()
+    assert lines[-4:] == [
+        "  waiting for step: needs 58 more candidate requests at the current rate "
+        "(~2.0/s: ~29 s)",
+        "  waiting for v2.errors: needs ~400 more candidate requests",
+        "progress deadline 600 s: 588 s left",
+        "verbs now: pause, promote, abort",
+    ]
+    assert "waiting for" not in cli.render_status({**STATUS, "waiting_for": []})
+    assert "deadline" not in cli.render_status({**STATUS, "progress_deadline": None})

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from rich.console import Console
 
 from rayrollout import cli
 from rayrollout.cli.render import render_history, render_status, safe_text, status_line
+from rayrollout.cli.watch import frame
 from tests.unit.test_cli import STATUS, run, spec_doc
 
 EVIL = "ok\x1b[2J\x1b]0;owned\x07\r\x08\u202egnp.exe\x9b31m\u2028"
@@ -59,13 +61,28 @@ def serve(status: int, body: Any) -> Any:
     (["verify"], 200, {"ok": False, "message": EVIL}),
     (["pause"], 409, {"error": EVIL, "code": "illegal_transition"}),
     (["abort"], 200, evil_status()),
+    (["report"], 200, {**evil_status(), "rollout": None, "model": EVIL}),
 ])
 def test_the_cli_prints_nothing_raw_from_the_server(
-    capsys: pytest.CaptureFixture[str], argv: list[str], status: int, body: Any
+    argv: list[str], status: int, body: Any
 ) -> None:
-    run(argv, serve(status, body))
-    out, err = capsys.readouterr()
-    assert clean(out) and clean(err) and "\\x1b" in out + err
+    r = run(argv, serve(status, body))
+    assert clean(r.stdout) and clean(r.stderr) and "\\x1b" in r.stdout + r.stderr
+
+
+def test_the_live_view_prints_nothing_raw_from_the_server() -> None:
+    st = evil_status()
+    st["waiting_for"] = [{"candidate": EVIL, "check": EVIL, "text": EVIL}]
+    console = Console(record=True, width=200, force_terminal=True, color_system="standard")
+    console.print(frame(st, [{"seq": 1, "actor": EVIL, "reason": EVIL, "phase_from": EVIL,
+                              "phase_to": "rolled_back", "now": 0.0}], 1.0))
+    text = console.export_text()
+    assert clean(text) and text.count("\\x1b[2J") >= 5
+    assert "[red]" not in console.export_text(styles=True)  # no markup read from the server
+    markup = {**STATUS, "model": "[red]m[/red]"}
+    console = Console(record=True, width=200)
+    console.print(frame(markup))
+    assert "[red]m[/red]" in console.export_text()
 
 
 def test_validate_prints_nothing_raw_from_the_spec(
