@@ -105,6 +105,7 @@ def test_gauges_are_refreshed_twice_per_ray_report_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ray's agent drops a gauge not set within two report intervals (floored at 1 s)."""
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # another test may have imported it
     assert refresh_interval_s() == 2.0  # no Ray in this process: the default
     for report_ms, want in ((1000, 0.5), (200, 0.5), (3000, 1.5), (10_000, 2.0)):
         config = types.SimpleNamespace(metrics_report_interval_ms=lambda ms=report_ms: ms)
