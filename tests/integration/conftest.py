@@ -140,6 +140,21 @@ class Prometheus:
         r.raise_for_status()
         return list(r.json()["data"]["result"])
 
+    def diagnose(self) -> str:
+        """What Prometheus saw of its targets: health, last error, last scrape's duration and
+        the samples it took, for the message of a test that waited in vain."""
+        try:
+            r = httpx.get(f"{self.url}/api/v1/targets", timeout=10)
+            targets = r.json()["data"]["activeTargets"]
+            samples = self.query("scrape_samples_scraped")
+        except (httpx.HTTPError, KeyError, ValueError) as e:
+            return f"prometheus unreadable: {e!r}"
+        return "; ".join(
+            f"{t.get('scrapeUrl')}: {t.get('health')} lastError={t.get('lastError')!r} "
+            f"lastScrapeDuration={t.get('lastScrapeDuration')} "
+            f"scrapeTimeout={t.get('scrapeTimeout')}" for t in targets
+        ) + f"; samples={[s['value'][1] for s in samples]}"
+
 
 @pytest.fixture(scope="module")
 def prometheus(

@@ -15,6 +15,7 @@ import pytest
 
 import rayrollout.client.api as rr
 from tests.conftest import ARTIFACTS, RayServe, free_port
+from tests.integration.conftest import Prometheus
 from tests.integration.test_controller import Load
 from tests.integration.test_controller import model as model  # the fixture: a fresh model
 
@@ -52,17 +53,28 @@ def spec(model: str, store: Path, url: str, cand: dict[str, Any]) -> dict[str, A
     }
 
 
+def wait_final(ro: rr.Rollout, prometheus: Prometheus) -> dict[str, Any]:
+    """The rollout's final status; on a timeout, the message says what each check and
+    Prometheus saw (a check that never got a reading holds the rollout at its step)."""
+    try:
+        return ro.wait(frozenset({"promoted", "rolled_back"}), 60)
+    except TimeoutError as e:
+        checks = ro.status()["checks"].get("v2", [])
+        reasons = {c["check"]: (c.get("verdict"), c.get("reason")) for c in checks}
+        raise AssertionError(f"{e}; checks {reasons}; {prometheus.diagnose()}") from None
+
+
 def evidence(ro: rr.Rollout) -> dict[str, dict[str, Any]]:
     return {r["check"]: r for r in ro.history()[-1]["evidence"]["v2"]}
 
 
 def test_a_healthy_candidate_passes_the_promql_checks(
-        ray_serve: RayServe, prometheus, model: str, heldout, tmp_path: Path) -> None:
+        ray_serve: RayServe, prometheus: Prometheus, model: str, heldout, tmp_path: Path) -> None:
     X, y = heldout
     ro = rr.start(spec(model, tmp_path / "r.db", prometheus.url, version("v2", "v2.onnx")),
                   route_prefix=f"/{model}")
     with Load(f"{ray_serve.url}/{model}", model, X, y) as load:
-        st = ro.wait(frozenset({"promoted", "rolled_back"}), 60)
+        st = wait_final(ro, prometheus)
     assert st["phase"] == "promoted", ro.history()[-1]
     ev = evidence(ro)
     assert ev["error_ratio"]["verdict"] == "PASS" and ev["error_ratio"]["value"] == 0.0
@@ -72,12 +84,12 @@ def test_a_healthy_candidate_passes_the_promql_checks(
 
 
 def test_a_candidate_whose_errors_regress_is_rolled_back_by_promql(
-        ray_serve: RayServe, prometheus, model: str, heldout, tmp_path: Path) -> None:
+        ray_serve: RayServe, prometheus: Prometheus, model: str, heldout, tmp_path: Path) -> None:
     X, y = heldout
     bad = version("v2", "v2.onnx", faults={"error_rate": 0.5, "seed": 1})
     ro = rr.start(spec(model, tmp_path / "r.db", prometheus.url, bad), route_prefix=f"/{model}")
     with Load(f"{ray_serve.url}/{model}", model, X, y):
-        st = ro.wait(frozenset({"promoted", "rolled_back"}), 60)
+        st = wait_final(ro, prometheus)
     assert st["phase"] == "rolled_back" and st["weights"] == {"v1": 100.0}
     last = ro.history()[-1]
     ev = evidence(ro)
