@@ -20,8 +20,10 @@ starts), all in one run:
 * ``direct-tuned``: ``direct`` plus ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (Serve's preset: user
   code and the handle router on the replica's main loop, buffered request logs, gRPC handles).
 
-Ratios: router/plain within a mode (the router's own cost), and router(mode)/plain(proxy) (the
-goal: the router path against what a default Ray Serve app gives).
+Headline: router ÷ plain req/s within the *same* ingress mode (the router's own cost), at each
+concurrency, and the p50/p99 the router adds at the lowest one. router(mode)/plain(proxy) is
+printed only as a note: it compares two ingress modes, and a plain app that turns direct
+ingress on gets it too.
 
 Load: one client process (the worker that started Ray): asyncio on uvloop with a minimal
 HTTP/1.1 keep-alive client (``--client httpx`` for httpx.AsyncClient, which costs 2-5 ms of CPU a
