@@ -12,6 +12,11 @@ Guarantees:
 * Batches of at most ``inline_rows`` rows run on the replica's event loop (for cheap CPU
   models a thread hop costs more than the model); larger ones on one worker thread, so the
   event loop keeps accepting requests.
+* **No wait when idle.** A request that finds no other in this replica runs at once: the
+  batch wait (``batch_wait_timeout_s``) is paid only when there is company to wait for.
+* ``_predict_many`` runs a group the router already formed (``predict_many``: one handle call
+  for several requests, ``rayrollout.ingress.coalesce``) as one batch, with the same
+  isolation: a failing request's slot holds an ``ItemFailed``, its neighbours their outputs.
 """
 
 from __future__ import annotations
@@ -27,12 +32,25 @@ from ray import serve
 Arrays = dict[str, np.ndarray]
 
 
+class ItemFailed(Exception):
+    """One request of a group failed: its slot in ``predict_many``'s answer. Carries the
+    model's error as text, so the answer pickles whatever the model raised."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, e: BaseException) -> ItemFailed:
+        return e if isinstance(e, ItemFailed) else cls(f"{type(e).__name__}: {e}")
+
+
 class BatchedPredictor:
     """Mix into a deployment class; call ``_init_batching`` from ``__init__``."""
 
     _batch_fn: Callable[[Arrays], Arrays]
     _inline_rows: int
     _pool: ThreadPoolExecutor
+    _busy: int = 0  # requests and groups of this replica being served
 
     def _init_batching(self, fn: Callable[[Arrays], Arrays], max_batch_size: int,
                        batch_wait_timeout_s: float, inline_rows: int, name: str) -> None:
@@ -44,10 +62,25 @@ class BatchedPredictor:
         batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     async def _predict(self, inputs: Arrays) -> Arrays:
-        result = await self._predict_batched(inputs)
+        self._busy += 1
+        try:
+            if self._busy == 1:  # idle: nothing to batch with, no wait
+                return await self._run(inputs)
+            result = await self._predict_batched(inputs)
+        finally:
+            self._busy -= 1
         if isinstance(result, BaseException):
             raise result
         return result
+
+    async def _predict_many(self, items: list[Arrays]) -> list[Arrays | ItemFailed]:
+        """A group of requests as one batch: each its outputs, or ``ItemFailed``."""
+        self._busy += 1
+        try:
+            return [r if not isinstance(r, BaseException) else ItemFailed.of(r)
+                    for r in await self._group(items)]
+        finally:
+            self._busy -= 1
 
     async def _run(self, inputs: Arrays) -> Arrays:
         rows = len(next(iter(inputs.values())))
@@ -58,8 +91,15 @@ class BatchedPredictor:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _predict_batched(self, items: list[Arrays]) -> list[Arrays | BaseException]:
+        return await self._group(items)
+
+    async def _group(self, items: list[Arrays]) -> list[Arrays | BaseException]:
+        """Run ``items`` as one batch; if it fails, each alone (its error in its slot)."""
         if len(items) == 1:
-            return [await self._run(items[0])]
+            try:
+                return [await self._run(items[0])]
+            except Exception as e:
+                return [e]
         names = list(items[0])
         rows = [len(next(iter(it.values()))) for it in items]
         try:

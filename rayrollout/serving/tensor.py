@@ -2,7 +2,8 @@
 with tensors (a version given as ``app: {import_path, args}``, ``interface: tensor``).
 
 A subclass declares its inputs and outputs and implements ``predict_batch``; the base gives it
-what the router calls, ``predict`` (with dynamic batching) and ``signature``::
+what the router calls, ``predict`` (with dynamic batching), ``predict_many`` (a group the
+router sent as one call) and ``signature``::
 
     from ray import serve
     import rayrollout as rr
@@ -36,7 +37,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rayrollout.runtime import ModelSignature, TensorSpec
-from rayrollout.serving.batching import Arrays, BatchedPredictor
+from rayrollout.serving.batching import Arrays, BatchedPredictor, ItemFailed
 
 
 class TensorModel(BatchedPredictor):
@@ -73,6 +74,12 @@ class TensorModel(BatchedPredictor):
         """What the router calls: one request's arrays, batched with its neighbours."""
         self._ready()
         return await self._predict(inputs)
+
+    async def predict_many(self, items: list[Arrays]) -> list[Arrays | ItemFailed]:
+        """What the router calls for a group of requests it sent together: each request's
+        outputs, or its error (``ItemFailed``) in its slot."""
+        self._ready()
+        return await self._predict_many(items)
 
     def signature(self) -> dict[str, object]:
         """What the router validates requests against (``ModelSignature.to_dict()``)."""

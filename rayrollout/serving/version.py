@@ -21,6 +21,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from rayrollout.names import VERSION_DEPLOYMENT, version_route_prefix
 from rayrollout.runtime import load_runtime
 from rayrollout.runtime.artifacts import fetch_artifact
 from rayrollout.runtime.faults import FaultInjector
-from rayrollout.serving.batching import BatchedPredictor
+from rayrollout.serving.batching import BatchedPredictor, ItemFailed
 from rayrollout.spec import VersionConfig
 
 log = logging.getLogger("rayrollout.version")
@@ -94,6 +95,15 @@ class ModelVersion(BatchedPredictor):
         if self._faults is not None:
             return await self._faults.run(self._predict, inputs)
         return await self._predict(inputs)
+
+    async def predict_many(self, items: list[dict[str, np.ndarray]]
+                           ) -> list[dict[str, np.ndarray] | ItemFailed]:
+        """A group of requests the router sent as one call: each its outputs or its error."""
+        if self._faults is not None:  # each request meets the faults as it would alone
+            done = await asyncio.gather(*(self.predict(x) for x in items),
+                                        return_exceptions=True)
+            return [ItemFailed.of(r) if isinstance(r, BaseException) else r for r in done]
+        return await self._predict_many(items)
 
 
 def code_version(config: VersionConfig) -> str:
