@@ -1,11 +1,24 @@
 """``ServeVersions``: the router's ``VersionClient`` over Serve deployment handles, one per
 version application (its ingress deployment: rayrollout's ``ModelVersion``, or the ingress of
 the user's own application), and the size cap of the handle transport in this process's Serve
-mode."""
+mode.
+
+The cheap path to a version:
+
+* **The handle's router runs on the replica's own event loop** (``_run_router_in_separate_loop
+  =False``), not on Serve's router thread: a call and its answer cross no thread.
+* **Concurrent calls to a version are coalesced** (``rayrollout.ingress.coalesce``): a call
+  that finds the version idle goes at once, alone (``predict``); calls that arrive while it is
+  busy go together as one ``predict_many`` call, so Serve's per-call cost is paid once per
+  group. A version whose ingress has no ``predict_many`` (a user's deployment not built on
+  ``TensorModel``) gets its calls one by one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from typing import Any
 
 import httpx
@@ -15,9 +28,14 @@ from ray.serve.handle import DeploymentHandle
 
 from rayrollout.dataplane.passthrough import Answer, Forward
 from rayrollout.errors import UnavailableError
+from rayrollout.ingress.coalesce import Coalescer
 from rayrollout.names import version_app_name, version_route_prefix
 
 TRANSPORT_HEADROOM_BYTES = 64 * 1024  # pickle framing and Serve's request metadata
+Arrays = dict[str, np.ndarray]
+# Calls whose tensors hold at most this many bytes go over Serve's gRPC transport: far below
+# its message cap (4 MiB by default), so their answers fit too
+SMALL_PAYLOAD_BYTES = 64 * 1024
 
 
 def handle_transport_limit() -> int | None:
@@ -34,6 +52,15 @@ def handle_transport_limit() -> int | None:
     return max(cap - TRANSPORT_HEADROOM_BYTES, 0)
 
 
+def on_this_loop(handle: DeploymentHandle) -> None:
+    """Start ``handle``'s router on the running event loop (Serve's ``CurrentLoopRouter``)
+    rather than on its shared router thread, where Serve allows it."""
+    if handle.is_initialized:
+        return
+    with contextlib.suppress(Exception):  # an older Serve, or no loop it accepts: the default
+        handle._init(_run_router_in_separate_loop=False)
+
+
 class ServeVersions:
     """Calls the ingress deployment of each version app of ``model``."""
 
@@ -41,26 +68,58 @@ class ServeVersions:
         self.model = model
         self._client: httpx.AsyncClient | None = None
         self._handles: dict[str, DeploymentHandle] = {}
-        self._predict: dict[str, DeploymentHandle] = {}  # handle.predict, made once per version
+        # ``handle.predict`` builds a new handle on every attribute access: keep those made
+        self._methods: dict[tuple[str, str, bool], DeploymentHandle] = {}
+        self._grpc = os.environ.get("RAYROLLOUT_SMALL_CALLS_OVER_GRPC", "1") == "1"
+        self._one_by_one: set[str] = set()  # versions without ``predict_many``
+        self._coalescer: Coalescer[str, Arrays, Arrays] = Coalescer(self._send)
 
     async def _handle(self, version: str) -> DeploymentHandle:
         """The handle of the version app's ingress deployment, found once. Serve looks the
         ingress up with a blocking call to its controller: made on a worker thread, never on
-        the router's event loop."""
+        the router's event loop; its router is then started on this loop."""
         h = self._handles.get(version)
         if h is None:
             h = await asyncio.to_thread(serve.get_app_handle,
                                         version_app_name(self.model, version))
+            on_this_loop(h)
             self._handles[version] = h
         return h
 
-    async def predict(self, version: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # ``handle.predict`` builds a new handle on every attribute access: keep the one made.
-        h = self._predict.get(version)
+    async def _method(self, version: str, name: str, small: bool = False) -> DeploymentHandle:
+        """``handle.<name>`` of ``version``; ``small``: over Serve's gRPC transport (plain
+        pickle, no Ray object store), for payloads well under its message cap."""
+        key = (version, name, small and self._grpc)
+        h = self._methods.get(key)
         if h is None:
-            h = self._predict[version] = (await self._handle(version)).predict
-        result: dict[str, np.ndarray] = await h.remote(inputs)
-        return result
+            h = getattr(await self._handle(version), name)
+            if key[2]:
+                h = h.options(_by_reference=False, request_serialization="pickle",
+                              response_serialization="pickle")
+            self._methods[key] = h
+        return h
+
+    async def predict(self, version: str, inputs: Arrays) -> Arrays:
+        return await self._coalescer.call(version, inputs)
+
+    async def _send(self, version: str, items: list[Arrays]) -> list[Arrays | BaseException]:
+        """One handle call for a group of requests to ``version``."""
+        small = sum(a.nbytes for x in items for a in x.values()) <= SMALL_PAYLOAD_BYTES
+        if len(items) == 1:
+            one: Arrays = await (await self._method(version, "predict", small)).remote(items[0])
+            return [one]
+        if version not in self._one_by_one:
+            try:
+                many: list[Arrays | BaseException] = await (
+                    await self._method(version, "predict_many", small)).remote(items)
+                return many
+            except Exception as e:
+                if "predict_many" not in str(e) or "does not exist" not in str(e):
+                    raise
+                self._one_by_one.add(version)  # a user's ingress without it
+        h = await self._method(version, "predict", small)
+        return list(await asyncio.gather(*(h.remote(x) for x in items),
+                                         return_exceptions=True))
 
     async def signature(self, version: str) -> dict[str, Any]:
         result: dict[str, Any] = await (await self._handle(version)).signature.remote()

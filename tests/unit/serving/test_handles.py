@@ -1,0 +1,71 @@
+"""``ServeVersions``' calls to a version: one alone, a group as one ``predict_many``, one by one
+for an ingress without it, small payloads over the gRPC handle transport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rayrollout.serving.handles import SMALL_PAYLOAD_BYTES, Arrays, ServeVersions
+
+
+class FakeMethod:
+    """``handle.<name>`` of a fake version: records (name, small, args) of every call."""
+
+    def __init__(self, calls: list[tuple[str, bool, Any]], name: str, small: bool,
+                 has_many: bool) -> None:
+        self.calls, self.name, self.small, self.has_many = calls, name, small, has_many
+
+    def remote(self, arg: Any) -> asyncio.Future[Any]:
+        self.calls.append((self.name, self.small, arg))
+        fut = asyncio.get_running_loop().create_future()
+        if self.name == "predict_many" and not self.has_many:
+            fut.set_exception(RuntimeError("Tried to call a method 'predict_many' that does "
+                                           "not exist. Available methods: ['predict']."))
+        elif self.name == "predict_many":
+            fut.set_result([{"y": x["x"] * 2} for x in arg])
+        else:
+            fut.set_result({"y": arg["x"] * 2})
+        return fut
+
+
+def versions(has_many: bool = True) -> tuple[ServeVersions, list[tuple[str, bool, Any]]]:
+    sv = ServeVersions("m")
+    calls: list[tuple[str, bool, Any]] = []
+
+    async def method(version: str, name: str, small: bool = False) -> Any:
+        return FakeMethod(calls, name, small, has_many)
+
+    sv._method = method  # type: ignore[method-assign]
+    return sv, calls
+
+
+def arr(v: float, n: int = 1) -> Arrays:
+    return {"x": np.full(n, v, dtype=np.float32)}
+
+
+@pytest.mark.parametrize("has_many", [True, False])
+def test_a_group_is_one_call_or_one_by_one(has_many: bool) -> None:
+    async def go() -> None:
+        sv, calls = versions(has_many)
+        got = await sv._send("v1", [arr(1), arr(2), arr(3)])
+        assert [g["y"].tolist() for g in got if isinstance(g, dict)] == [[2], [4], [6]]
+        names = [n for n, _, _ in calls]
+        assert names == (["predict_many"] if has_many else ["predict_many"] + ["predict"] * 3)
+        await sv._send("v1", [arr(1), arr(2)])  # a version without it is not asked again
+        assert [n for n, _, _ in calls][len(names):] == (
+            ["predict_many"] if has_many else ["predict", "predict"])
+    asyncio.run(go())
+
+
+def test_one_call_alone_and_the_transport_by_size() -> None:
+    async def go() -> None:
+        sv, calls = versions()
+        assert (await sv.predict("v1", arr(3)))["y"].tolist() == [6]
+        big = arr(1, SMALL_PAYLOAD_BYTES // 4 + 1)
+        await sv.predict("v1", big)
+        assert [(n, small) for n, small, _ in calls] == [("predict", True), ("predict", False)]
+    asyncio.run(go())
