@@ -49,7 +49,8 @@ def result_doc(
     """The result JSON's head: command and config (the caller adds machine, timing, results)."""
     return {
         "benchmark": "router_overhead",
-        "command": f"python -m {MODULE}" + (" --quick" if a.quick else ""),
+        "command": f"python -m {MODULE}" + (" --quick" if a.quick else "")
+        + (f" --modes {a.modes}" if a.modes else ""),
         "config": {
             "modes": modes,
             "concurrency": concs,

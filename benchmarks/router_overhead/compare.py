@@ -40,6 +40,9 @@ def cell_of(run: dict[str, Any], mode: str, conc: int) -> Cell:
         "ratio": router["rps"] / plain["rps"],
         "router_rps": router["rps"],
         "router_cpu_ms": router_cpu,
+        "version_cpu_ms": version_cpu,
+        "plain_cpu_ms": sum(v for k, v in plain["cpu_ms_per_request"].items()
+                            if k.endswith(":PlainOnnx")),
         "router_over_version_cpu": router_cpu / version_cpu if version_cpu else float("nan"),
         "added_p50_ms": router["p50_ms"] - plain["p50_ms"],
     }
@@ -84,11 +87,13 @@ def print_table(doc: dict[str, Any]) -> None:
             name,
             f"{b['ratio']['mean']:.3f}", f"{a['ratio']['mean']:.3f}",
             f"{a['ratio']['mean'] / b['ratio']['mean']:.2f}x",
-            f"{b['router_over_version_cpu']['mean']:.2f}",
-            f"{a['router_over_version_cpu']['mean']:.2f}",
+            f"{b['added_p50_ms']['mean']:.2f}", f"{a['added_p50_ms']['mean']:.2f}",
+            f"{b['router_cpu_ms']['mean']:.2f}", f"{a['router_cpu_ms']['mean']:.2f}",
+            f"{b['version_cpu_ms']['mean']:.2f}", f"{a['version_cpu_ms']['mean']:.2f}",
         ])
     print(c.table(rows, ["cell", "router/plain before", "after", "after/before",
-                         "router÷version CPU before", "after"]))
+                         "added p50 ms before", "after", "router CPU ms/req before", "after",
+                         "versions CPU ms/req before", "after"]))
 
 
 def main(argv: list[str] | None = None) -> int:
