@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -30,6 +31,8 @@ from rayrollout.dataplane.passthrough import Answer, Forward
 from rayrollout.errors import UnavailableError
 from rayrollout.ingress.coalesce import Coalescer
 from rayrollout.names import version_app_name, version_route_prefix
+
+log = logging.getLogger("rayrollout.router")
 
 TRANSPORT_HEADROOM_BYTES = 64 * 1024  # pickle framing and Serve's request metadata
 Arrays = dict[str, np.ndarray]
@@ -52,6 +55,12 @@ def handle_transport_limit() -> int | None:
     return max(cap - TRANSPORT_HEADROOM_BYTES, 0)
 
 
+def too_large(e: BaseException) -> bool:
+    """Whether ``e`` is gRPC refusing a message over its cap."""
+    text = str(e)
+    return "RESOURCE_EXHAUSTED" in text or "larger than max" in text
+
+
 def on_this_loop(handle: DeploymentHandle) -> None:
     """Start ``handle``'s router on the running event loop (Serve's ``CurrentLoopRouter``)
     rather than on its shared router thread, where Serve allows it."""
@@ -72,6 +81,7 @@ class ServeVersions:
         self._methods: dict[tuple[str, str, bool], DeploymentHandle] = {}
         self._grpc = os.environ.get("RAYROLLOUT_SMALL_CALLS_OVER_GRPC", "1") == "1"
         self._one_by_one: set[str] = set()  # versions without ``predict_many``
+        self._large_answers: set[str] = set()  # versions whose answers gRPC could not carry
         self._coalescer: Coalescer[str, Arrays, Arrays] = Coalescer(self._send)
 
     async def _handle(self, version: str) -> DeploymentHandle:
@@ -103,8 +113,23 @@ class ServeVersions:
         return await self._coalescer.call(version, inputs)
 
     async def _send(self, version: str, items: list[Arrays]) -> list[Arrays | BaseException]:
-        """One handle call for a group of requests to ``version``."""
-        small = sum(a.nbytes for x in items for a in x.values()) <= SMALL_PAYLOAD_BYTES
+        """One handle call for a group of requests to ``version``: over gRPC when the tensors
+        are small, unless this version once answered more than gRPC carries (then, and from
+        then on, by Ray's actor calls)."""
+        small = (version not in self._large_answers
+                 and sum(a.nbytes for x in items for a in x.values()) <= SMALL_PAYLOAD_BYTES)
+        try:
+            return await self._call(version, items, small)
+        except Exception as e:
+            if not small or not too_large(e):
+                raise
+            log.warning("version %r answered more than the gRPC handle transport carries: its "
+                        "calls go by Ray's actor calls from now on", version)
+            self._large_answers.add(version)
+        return await self._call(version, items, False)
+
+    async def _call(self, version: str, items: list[Arrays], small: bool
+                    ) -> list[Arrays | BaseException]:
         if len(items) == 1:
             one: Arrays = await (await self._method(version, "predict", small)).remote(items[0])
             return [one]

@@ -69,3 +69,28 @@ def test_one_call_alone_and_the_transport_by_size() -> None:
         await sv.predict("v1", big)
         assert [(n, small) for n, small, _ in calls] == [("predict", True), ("predict", False)]
     asyncio.run(go())
+
+
+def test_a_version_whose_answer_grpc_cannot_carry_goes_by_actor_calls() -> None:
+    async def go() -> None:
+        sv, calls = versions()
+        real = sv._method
+
+        async def method(version: str, name: str, small: bool = False) -> Any:
+            m: Any = await real(version, name, small)
+            if small:  # gRPC refuses the answer (a small request, a large output)
+                def refused(arg: Any) -> asyncio.Future[Any]:
+                    calls.append((name, small, arg))
+                    fut = asyncio.get_running_loop().create_future()
+                    fut.set_exception(RuntimeError("StatusCode.RESOURCE_EXHAUSTED: Received "
+                                                   "message larger than max"))
+                    return fut
+                m.remote = refused
+            return m
+
+        sv._method = method  # type: ignore[method-assign]
+        assert (await sv.predict("v1", arr(3)))["y"].tolist() == [6]
+        assert (await sv.predict("v1", arr(4)))["y"].tolist() == [8]
+        assert [(n, small) for n, small, _ in calls] == [
+            ("predict", True), ("predict", False), ("predict", False)]
+    asyncio.run(go())
