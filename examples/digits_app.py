@@ -12,7 +12,8 @@ rayrollout builds the application with ``app_builder(args)`` (as ``serve run`` b
 config's application), gives its ingress deployment the version's Serve options
 (``num_replicas``, ``autoscaling_config``, ``ray_actor_options``...) and calls it by handle:
 ``predict(inputs)`` with the arrays of one request (batched with its neighbours by
-``TensorModel``) and ``signature()``. The router validates every request against
+``TensorModel``), ``predict_many(items)`` with several requests the router sent together, and
+``signature()``. The router validates every request against
 ``inputs`` before it reaches the deployment.
 
 It runs on its own too: ``serve run examples.digits_app:app_builder
