@@ -15,6 +15,7 @@ Rules, per key (a version):
 * **Each call its own result.** ``send(key, items)`` answers one result per item, in order; an
   item may be an exception, which fails that call alone. If ``send`` itself raises, every call of
   the group gets that error (the group shared the transport that failed).
+* **Idle keys are forgotten.** A key with nothing in flight or waiting holds no state.
 * **Cancellation is per call.** A cancelled call (its request timed out or went away) is dropped
   from a group not yet sent, and its result ignored when one was; a group sent is cancelled
   only once every one of its calls is.
@@ -98,6 +99,7 @@ class Coalescer(Generic[K, I, O]):
             st.in_flight -= 1
             if st.items:  # calls came meanwhile: the version has room now
                 self._flush(key, st)
+            self._forget_if_idle(key, st)
         if isinstance(result, BaseException):
             raise result
         return result
@@ -109,7 +111,8 @@ class Coalescer(Generic[K, I, O]):
             st.timer = None
         pairs = [(i, f) for i, f in zip(st.items, st.waiters, strict=True) if not f.done()]
         st.items, st.waiters = [], []
-        if not pairs:
+        if not pairs:  # every call of the group went away before it was sent
+            self._forget_if_idle(key, st)
             return
         st.in_flight += 1
         self.groups_sent += 1
@@ -150,3 +153,10 @@ class Coalescer(Generic[K, I, O]):
             st.in_flight -= 1
             if st.items:  # a call completed: the version has room, send who waits
                 self._flush(key, st)
+            self._forget_if_idle(key, st)
+
+    def _forget_if_idle(self, key: K, st: _Key[I, O]) -> None:
+        """Drop the state of a key with nothing in flight or waiting: a router outlives many
+        versions, and a key is made again by its next call."""
+        if st.in_flight == 0 and not st.items and self._keys.get(key) is st:
+            del self._keys[key]

@@ -174,3 +174,22 @@ def test_a_group_whose_callers_all_left_is_cancelled() -> None:
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         Coalescer(Version().send, max_size=0)
+
+
+def test_a_key_with_nothing_in_flight_holds_no_state() -> None:
+    async def go() -> None:
+        v, c = gated()
+        first = await busy(c)
+        later = [asyncio.ensure_future(c.call("v1", i)) for i in (1, 2)]
+        await settle()
+        assert c.in_flight("v1") == 1 and "v1" in c._keys
+        v.gate.set()
+        assert await first == 0 and await asyncio.gather(*later) == [10, 20]
+        await settle()
+        assert c.in_flight("v1") == 0 and c._keys == {}
+        v.bad = frozenset({3})
+        with pytest.raises(ValueError, match="bad 3"):
+            await c.call("v2", 3)
+        assert c._keys == {}
+
+    run(go())
