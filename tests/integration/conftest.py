@@ -114,10 +114,11 @@ def deploy(ray_serve: RayServe) -> Iterator[Callable[..., Deployed]]:
 
     made: list[Deployed] = []
 
-    def _deploy(versions: list[tuple[str, str, str]], **router: Any) -> Deployed:
+    def _deploy(versions: list[tuple[Any, ...]], **router: Any) -> Deployed:
+        """``versions``: (name, artifact, runtime) or (name, artifact, runtime, {more fields})."""
         model = f"m{uuid.uuid4().hex[:8]}"
         prefix = f"/{model}"
-        vs = [version(model, n, a, r) for n, a, r in versions]
+        vs = [version(model, n, a, r, **(more[0] if more else {})) for n, a, r, *more in versions]
         do_deploy({"model": model, **router}, vs, route_prefix=prefix)
         d = Deployed(model, prefix, ray_serve.url + prefix)
         d.apps = [f"{model}-{v['name']}" for v in vs]  # the ingress is shared: not deleted

@@ -4,6 +4,7 @@ accuracy regression, restarts mid-rollout, replay and undo."""
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -209,7 +210,13 @@ def test_accuracy_regression_is_rolled_back_automatically(
     last = ro.history()[-1]
     assert last["phase_to"] == "rolled_back" and "accuracy" in last["reason"]
     acc = next(r for r in last["evidence"]["v2-regressed"] if r["check"] == "accuracy")
-    assert acc["verdict"] == "FAIL" and acc["log_e"] >= np.log(acc["threshold"]) - 1e-9
+    # FAIL latches when the running maximum of the evidence crosses the threshold; the evidence
+    # at the end of that tick may be lower again (events after the crossing), so the maximum the
+    # reason shows is what must have crossed
+    crossed = re.search(r"\(max (-?[\d.]+|inf); threshold ([\d.]+)", acc["reason"])
+    assert acc["verdict"] == "FAIL" and crossed is not None, acc["reason"]
+    assert float(crossed[1]) >= float(crossed[2]), acc["reason"]
+    assert crossed[2] == f"{np.log10(acc['threshold']):.2f}", acc["reason"]
     from ray import serve
 
     deadline = time.monotonic() + 30  # the candidate app is deleted drain_s after the push
