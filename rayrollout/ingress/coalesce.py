@@ -65,7 +65,6 @@ class Coalescer(Generic[K, I, O]):
         self.max_wait_s = max_wait_s
         self._keys: dict[K, _Key[I, O]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.groups_sent = 0  # calls of ``send``, for tests and diagnostics
 
     def in_flight(self, key: K) -> int:
         st = self._keys.get(key)
@@ -92,7 +91,6 @@ class Coalescer(Generic[K, I, O]):
         """An idle key's call, sent at once by its caller (no task, no future of its own; a
         cancelled caller cancels it, as a direct call would be)."""
         st.in_flight += 1
-        self.groups_sent += 1
         try:
             (result,) = await self._send(key, [item])
         finally:
@@ -115,7 +113,6 @@ class Coalescer(Generic[K, I, O]):
             self._forget_if_idle(key, st)
             return
         st.in_flight += 1
-        self.groups_sent += 1
         task = contextvars.Context().run(asyncio.get_running_loop().create_task,
                                          self._run(key, st, pairs))
         self._tasks.add(task)  # a reference until it ends: the loop keeps only weak ones
