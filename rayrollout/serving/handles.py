@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 from ray import serve
+from ray.exceptions import ActorUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from rayrollout.dataplane.passthrough import Answer, Forward
@@ -119,6 +120,14 @@ class ServeVersions:
         small = (version not in self._large_answers
                  and sum(a.nbytes for x in items for a in x.values()) <= SMALL_PAYLOAD_BYTES)
         try:
+            return await self._call(version, items, small)
+        except ActorUnavailableError as e:
+            # The replica went away under the call (its node was lost, its process is gone):
+            # Serve now holds it unavailable and picks another replica. A prediction has no
+            # side effect, so the call is made once more; a version with no other replica
+            # fails it again, and the request fails as before.
+            log.warning("version %r: a replica was unavailable (%s); the call is sent once "
+                        "more", version, e)
             return await self._call(version, items, small)
         except Exception as e:
             if not small or not too_large(e):

@@ -94,3 +94,31 @@ def test_a_version_whose_answer_grpc_cannot_carry_goes_by_actor_calls() -> None:
         assert [(n, small) for n, small, _ in calls] == [
             ("predict", True), ("predict", False), ("predict", False)]
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("lost", [1, 2])
+def test_a_call_to_a_replica_that_went_away_is_sent_once_more(lost: int) -> None:
+    """The first ``lost`` calls meet an unavailable replica: one is retried, two fail."""
+    from ray.exceptions import ActorUnavailableError
+
+    async def go() -> None:
+        sv, calls = versions()
+        left = [lost]
+
+        async def call(version: str, items: list[Arrays], small: bool) -> list[Any]:
+            calls.append(("call", small, items))
+            if left[0] > 0:
+                left[0] -= 1
+                raise ActorUnavailableError(error_message="node lost", actor_id=None)
+            return [{"y": x["x"] * 2} for x in items]
+
+        sv._call = call  # type: ignore[method-assign]
+        if lost == 1:
+            got = await sv._send("v1", [arr(1), arr(2)])
+            assert [g["y"].tolist() for g in got if isinstance(g, dict)] == [[2], [4]]
+        else:
+            with pytest.raises(ActorUnavailableError):
+                await sv._send("v1", [arr(1), arr(2)])
+        assert len(calls) == 2
+
+    asyncio.run(go())
