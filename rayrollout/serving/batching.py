@@ -14,6 +14,10 @@ Guarantees:
   event loop keeps accepting requests.
 * **No wait when idle.** A request that finds no other in this replica runs at once: the
   batch wait (``batch_wait_timeout_s``) is paid only when there is company to wait for.
+* **A node-local channel.** ``channel_address`` starts (once) the replica's loopback channel
+  server (``rayrollout.serving.channel``) on its event loop and tells a router on this node how
+  to reach it; requests by the channel run ``predict`` exactly as a handle call does. The
+  replica closes it when Serve shuts it down.
 * ``_predict_many`` runs a group the router already formed (``predict_many``: one handle call
   for several requests, ``rayrollout.ingress.coalesce``) as one batch, with the same
   isolation: a failing request's slot holds an ``ItemFailed``, its neighbours their outputs.
@@ -28,6 +32,8 @@ from typing import Any
 
 import numpy as np
 from ray import serve
+
+from rayrollout.serving.channel import ChannelServer
 
 Arrays = dict[str, np.ndarray]
 
@@ -51,6 +57,26 @@ class BatchedPredictor:
     _inline_rows: int
     _pool: ThreadPoolExecutor
     _busy: int = 0  # requests and groups of this replica being served
+    _channel: ChannelServer | None = None
+
+    async def predict(self, inputs: Arrays) -> Arrays:
+        raise NotImplementedError  # ModelVersion's and TensorModel's
+
+    async def channel_address(self) -> dict[str, object]:
+        """Where a router on this node reaches this replica's channel: node id, port, token
+        (given only through Serve's handle), and how many requests the channel served."""
+        import ray
+
+        if self._channel is None:
+            self._channel = ChannelServer(self.predict)
+        port = await self._channel.start()
+        return {"node_id": ray.get_runtime_context().get_node_id(), "port": port,
+                "token": self._channel.token, "served": self._channel.served,
+                "refused": self._channel.refused}
+
+    def __del__(self) -> None:  # Serve calls it when it shuts the replica down
+        if self._channel is not None:
+            self._channel.close()
 
     def _init_batching(self, fn: Callable[[Arrays], Arrays], max_batch_size: int,
                        batch_wait_timeout_s: float, inline_rows: int, name: str) -> None:

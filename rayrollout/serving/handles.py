@@ -12,6 +12,9 @@ The cheap path to a version:
   busy go together as one ``predict_many`` call, so Serve's per-call cost is paid once per
   group. A version whose ingress has no ``predict_many`` (a user's deployment not built on
   ``TensorModel``) gets its calls one by one.
+* **A call sent alone goes by the node-local channel** where the version has a replica on
+  the router's node (``rayrollout.serving.channel``): a loopback socket, no handle machinery.
+  Groups, and every call the channel cannot carry, go by the handle.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from rayrollout.dataplane.passthrough import Answer, Forward
 from rayrollout.errors import UnavailableError
 from rayrollout.ingress.coalesce import Coalescer
 from rayrollout.names import version_app_name, version_route_prefix
+from rayrollout.serving import channel
+from rayrollout.serving.channel import Channels
 
 log = logging.getLogger("rayrollout.router")
 
@@ -62,13 +67,14 @@ def too_large(e: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "larger than max" in text
 
 
-def on_this_loop(handle: DeploymentHandle) -> None:
+def on_this_loop(handle: DeploymentHandle, prefer_local: bool = False) -> None:
     """Start ``handle``'s router on the running event loop (Serve's ``CurrentLoopRouter``)
-    rather than on its shared router thread, where Serve allows it."""
+    rather than on its shared router thread, where Serve allows it; ``prefer_local``: choose
+    replicas on this node first."""
     if handle.is_initialized:
         return
     with contextlib.suppress(Exception):  # an older Serve, or no loop it accepts: the default
-        handle._init(_run_router_in_separate_loop=False)
+        handle._init(_run_router_in_separate_loop=False, _prefer_local_routing=prefer_local)
 
 
 class ServeVersions:
@@ -78,12 +84,19 @@ class ServeVersions:
         self.model = model
         self._client: httpx.AsyncClient | None = None
         self._handles: dict[str, DeploymentHandle] = {}
+        self._local: dict[str, DeploymentHandle] = {}  # the same, preferring this node
         # ``handle.predict`` builds a new handle on every attribute access: keep those made
         self._methods: dict[tuple[str, str, bool], DeploymentHandle] = {}
         self._grpc = os.environ.get("RAYROLLOUT_SMALL_CALLS_OVER_GRPC", "1") == "1"
         self._one_by_one: set[str] = set()  # versions without ``predict_many``
         self._large_answers: set[str] = set()  # versions whose answers gRPC could not carry
         self._coalescer: Coalescer[str, Arrays, Arrays] = Coalescer(self._send)
+        self.channels: Channels | None = None
+        import ray
+
+        if channel.enabled() and ray.is_initialized():  # on a router replica
+            self.channels = Channels(self._channel_address,
+                                     ray.get_runtime_context().get_node_id())
 
     async def _handle(self, version: str) -> DeploymentHandle:
         """The handle of the version app's ingress deployment, found once. Serve looks the
@@ -119,6 +132,13 @@ class ServeVersions:
         then on, by Ray's actor calls)."""
         small = (version not in self._large_answers
                  and sum(a.nbytes for x in items for a in x.values()) <= SMALL_PAYLOAD_BYTES)
+        if small and len(items) == 1 and self.channels is not None:
+            try:
+                by_channel = await self.channels.call(version, items[0])
+            except channel.ChannelModelError as e:
+                return [e]
+            if by_channel is not None:
+                return [by_channel]
         try:
             return await self._call(version, items, small)
         except ActorUnavailableError as e:
@@ -154,6 +174,23 @@ class ServeVersions:
         h = await self._method(version, "predict", small)
         return list(await asyncio.gather(*(h.remote(x) for x in items),
                                          return_exceptions=True))
+
+    async def _channel_address(self, version: str) -> dict[str, Any] | None:
+        """The channel of a replica of ``version`` (Serve's handle prefers one on this node),
+        or ``None`` when its ingress has none (a user's deployment of another kind)."""
+        h = self._local.get(version)
+        if h is None:
+            h = await asyncio.to_thread(serve.get_app_handle,
+                                        version_app_name(self.model, version))
+            on_this_loop(h, prefer_local=True)
+            self._local[version] = h
+        try:
+            info: dict[str, Any] = await h.channel_address.remote()
+        except Exception as e:
+            if "channel_address" in str(e) and "does not exist" in str(e):
+                return None
+            raise
+        return info
 
     async def signature(self, version: str) -> dict[str, Any]:
         result: dict[str, Any] = await (await self._handle(version)).signature.remote()

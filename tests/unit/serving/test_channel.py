@@ -1,0 +1,309 @@
+"""The node-local channel over real loopback sockets (no Ray): a router's ``Channels`` against a
+replica's ``ChannelServer``. Calls go by the channel once the address is found; every way the
+channel can fail sends the call back to the handle (``None``); a model error is an answer;
+peers without the token, or with malformed frames, are refused and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rayrollout.dataplane.frames import frame, predict_frame
+from rayrollout.serving import channel
+from rayrollout.serving.channel import ChannelModelError, Channels, ChannelServer, read_frame
+
+Arrays = dict[str, np.ndarray]
+NODE = "node-a"
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def double(inputs: Arrays) -> Arrays:
+    x = inputs["x"]
+    if (x < 0).any():
+        raise ValueError("negative input")
+    return {"y": x * 2, "label": np.argmax(x, axis=1)}
+
+
+class Replica:
+    """A version replica's channel, and what a lookup of it answers."""
+
+    def __init__(self, predict: Callable[[Arrays], Awaitable[Arrays]] = double,
+                 node: str = NODE) -> None:
+        self.server = ChannelServer(predict)
+        self.node = node
+        self.lookups = 0
+        self.port = 0
+
+    async def start(self) -> None:
+        self.port = await self.server.start()
+
+    async def discover(self, version: str) -> dict[str, Any] | None:
+        self.lookups += 1
+        return {"node_id": self.node, "port": self.port, "token": self.server.token}
+
+
+async def found(ch: Channels, version: str, x: Arrays) -> Arrays | None:
+    """The first call looks the address up (and goes by handle); the next by the channel."""
+    assert await ch.call(version, x) is None
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        link = ch._links[version]
+        if link.address is not None or link.never:
+            break
+    return await ch.call(version, x)
+
+
+X = {"x": np.array([[1.0, 3.0, 2.0]], dtype=np.float32)}
+
+
+def test_calls_go_by_the_channel_once_found() -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        out = await found(ch, "v1", X)
+        assert out is not None
+        np.testing.assert_array_equal(out["y"], X["x"] * 2)
+        assert out["label"].tolist() == [1]
+        for _ in range(5):
+            assert (await ch.call("v1", X)) is not None
+        assert r.server.served == 6 and ch.sent == 6 and r.lookups == 1
+        assert len(ch._links["v1"].idle) == 1  # one connection, reused
+        ch.close()
+        r.server.close()
+
+    run(go())
+
+
+def test_a_model_error_is_an_answer_and_the_connection_stays() -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        await found(ch, "v1", X)
+        with pytest.raises(ChannelModelError, match="ValueError: negative input"):
+            await ch.call("v1", {"x": -X["x"]})
+        assert (await ch.call("v1", X)) is not None
+        assert ch.fallbacks == 0 and len(ch._links["v1"].idle) == 1
+        r.server.close()
+
+    run(go())
+
+
+def test_a_replica_on_another_node_is_never_called() -> None:
+    async def go() -> None:
+        r = Replica(node="node-b")
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await found(ch, "v1", X) is None
+        for _ in range(3):
+            assert await ch.call("v1", X) is None
+        assert r.lookups == 1  # looked up again only after RETRY_S
+        assert r.server.served == 0
+        r.server.close()
+
+    run(go())
+
+
+def test_a_version_without_a_channel_is_not_asked_again() -> None:
+    async def go() -> None:
+        asked = []
+
+        async def none(version: str) -> None:
+            asked.append(version)
+
+        ch = Channels(none, NODE)
+        assert await found(ch, "v1", X) is None
+        assert await ch.call("v1", X) is None
+        assert asked == ["v1"] and ch._links["v1"].never
+
+    run(go())
+
+
+def test_a_failed_lookup_sends_by_handle() -> None:
+    async def go() -> None:
+        async def broken(version: str) -> None:
+            raise RuntimeError("no replica yet")
+
+        ch = Channels(broken, NODE)
+        assert await found(ch, "v1", X) is None
+        assert not ch._links["v1"].never  # looked up again later
+
+    run(go())
+
+
+def test_a_replica_gone_sends_by_handle_and_its_successor_is_found() -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        await found(ch, "v1", X)
+        r.server.close()  # the replica shuts down: its connections are closed
+        await asyncio.sleep(0.05)
+        assert await ch.call("v1", X) is None  # by handle
+        assert ch.fallbacks == 1 and ch._links["v1"].address is None
+        successor = Replica()
+        await successor.start()
+        r.port, r.server = successor.port, successor.server  # what a lookup now finds
+        out = await found(ch, "v1", X)
+        assert out is not None and successor.server.served == 1
+        successor.server.close()
+
+    run(go())
+
+
+def test_a_stale_token_is_refused_and_sends_by_handle() -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        await found(ch, "v1", X)
+        link = ch._links["v1"]
+        for c in link.idle:
+            c.writer.close()
+        link.idle.clear()
+        assert link.address is not None
+        link.address = (link.address[0], "0" * 64)
+        assert await ch.call("v1", X) is None
+        await asyncio.sleep(0.05)
+        assert r.server.refused == 1 and r.server.served == 1
+        r.server.close()
+
+    run(go())
+
+
+def test_a_cancelled_call_closes_its_connection_and_the_next_opens_one() -> None:
+    async def go() -> None:
+        gate = asyncio.Event()
+
+        async def slow(inputs: Arrays) -> Arrays:
+            if inputs["x"][0, 0] == 9:
+                await gate.wait()
+            return await double(inputs)
+
+        r = Replica(slow)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        await found(ch, "v1", X)
+        t = asyncio.ensure_future(ch.call("v1", {"x": np.full((1, 3), 9, np.float32)}))
+        await asyncio.sleep(0.05)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        link = ch._links["v1"]
+        assert link.busy == 0 and link.idle == []
+        assert (await ch.call("v1", X)) is not None
+        gate.set()
+        r.server.close()
+
+    run(go())
+
+
+def test_at_most_max_connections_calls_at_once_then_by_handle(monkeypatch: Any) -> None:
+    monkeypatch.setattr(channel, "MAX_CONNECTIONS", 2)
+
+    async def go() -> None:
+        gate = asyncio.Event()
+
+        async def held(inputs: Arrays) -> Arrays:
+            await gate.wait()
+            return await double(inputs)
+
+        r = Replica(held)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await ch.call("v1", X) is None
+        await asyncio.sleep(0.05)
+        calls = [asyncio.ensure_future(ch.call("v1", X)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert await ch.call("v1", X) is None  # both connections busy
+        gate.set()
+        assert all(out is not None for out in await asyncio.gather(*calls))
+        r.server.close()
+
+    run(go())
+
+
+def test_an_answer_the_channel_cannot_carry_sends_the_version_by_handle() -> None:
+    async def objects(inputs: Arrays) -> Arrays:
+        return {"y": np.array(["a", None], dtype=object)}
+
+    async def go() -> None:
+        r = Replica(objects)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await found(ch, "v1", X) is None
+        assert ch._links["v1"].never
+        assert await ch.call("v1", X) is None
+        assert r.server.served == 1
+        r.server.close()
+
+    run(go())
+
+
+async def hostile(port: int, payload: bytes) -> bytes:
+    """Send ``payload`` to the server; what it answers before it closes the connection."""
+    reader, writer = await asyncio.open_connection(channel.HOST, port)
+    writer.write(payload)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return data
+
+
+@pytest.mark.parametrize("payload", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not a frame
+    struct.pack("!I", 2**31) + b"x" * 16,  # a header length far over the cap
+    frame({"t": "predict", "arrays": []}),  # a request before the token
+    frame({"t": "hello", "token": "guess"}) + predict_frame(X),
+    frame({"t": "hello", "token": 7}),
+])
+def test_hostile_peers_are_refused_and_the_server_keeps_serving(payload: bytes) -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        assert await hostile(r.port, payload) == b""  # closed, nothing answered
+        assert r.server.refused == 1 and r.server.served == 0
+        ch = Channels(r.discover, NODE)
+        assert await found(ch, "v1", X) is not None
+        r.server.close()
+
+    run(go())
+
+
+def test_a_peer_that_never_says_hello_is_dropped(monkeypatch: Any) -> None:
+    monkeypatch.setattr(channel, "HELLO_TIMEOUT_S", 0.1)
+
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        assert await hostile(r.port, b"") == b""
+        assert r.server.refused == 1
+        r.server.close()
+
+    run(go())
+
+
+def test_malformed_requests_after_the_token_are_refused() -> None:
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        hello = frame({"t": "hello", "token": r.server.token})
+        bad = frame({"t": "predict", "arrays": [["x", "O", [1]]]}, b"\0" * 8)
+        assert await hostile(r.port, hello + bad) == b""
+        reader, writer = await asyncio.open_connection(channel.HOST, r.port)
+        writer.write(hello + predict_frame(X))
+        head, _ = await read_frame(reader)  # a good peer is answered
+        assert head["t"] == "ok"
+        writer.close()
+        assert r.server.refused == 1 and r.server.served == 1
+        r.server.close()
+
+    run(go())

@@ -1,0 +1,102 @@
+"""The channel's frames: named arrays round-trip bit for bit, and nothing but a well-formed frame
+of plain dtypes is decoded (no pickle, no object arrays, sizes that add up)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from rayrollout.dataplane.frames import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    FrameError,
+    Unencodable,
+    decode_arrays,
+    frame,
+    header_length,
+    ok_frame,
+    parse_header,
+    predict_frame,
+)
+
+
+def split(f: bytes) -> tuple[dict, bytearray]:
+    n = header_length(f[:4])
+    head = parse_header(f[4:4 + n])
+    body = bytearray(f[4 + n:])
+    assert len(body) == head["body"]
+    return head, body
+
+
+@pytest.mark.parametrize("arrays", [
+    {"input": np.arange(128, dtype=np.float32).reshape(2, 64)},
+    {"label": np.array([3, 1], dtype=np.int64),
+     "probabilities": np.random.default_rng(0).random((2, 10)),
+     "flag": np.array([True, False]),
+     "name": np.array(["setosa", "virginica"]),
+     "empty": np.zeros((0, 4), dtype=np.float16),
+     "scalar": np.float64(2.5)},
+    {"big_endian": np.arange(5, dtype=">i4"), "c": np.array([1 + 2j]),
+     "non_contiguous": np.arange(20, dtype=np.int16).reshape(4, 5)[:, ::2]},
+])
+def test_arrays_round_trip_exactly(arrays: dict) -> None:
+    head, body = split(predict_frame(arrays))
+    assert head["t"] == "predict"
+    out = decode_arrays(head["arrays"], body)
+    assert list(out) == list(arrays)
+    for k, a in arrays.items():
+        a = np.asarray(a)
+        assert out[k].dtype == a.dtype and out[k].shape == a.shape
+        assert np.array_equal(out[k], a)
+    for a in out.values():  # decoded arrays are writable (the body is a bytearray)
+        assert a.flags.writeable
+
+
+def test_object_arrays_are_not_carried() -> None:
+    with pytest.raises(Unencodable, match="dtype object"):
+        ok_frame({"y": np.array([{"a": 1}], dtype=object)})
+
+
+@pytest.mark.parametrize("prefix", [0, MAX_HEADER_BYTES + 1, 2**32 - 1])
+def test_header_length_is_bounded(prefix: int) -> None:
+    with pytest.raises(FrameError):
+        header_length(struct.pack("!I", prefix))
+
+
+@pytest.mark.parametrize("raw", [
+    b"\xff\xfe", b"not json", b"[1, 2]", b'{"body": 0}', b'{"t": "ok"}',
+    b'{"t": "ok", "body": -1}', b'{"t": "ok", "body": true}',
+    json.dumps({"t": "ok", "body": MAX_BODY_BYTES + 1}).encode(),
+])
+def test_malformed_headers_are_refused(raw: bytes) -> None:
+    with pytest.raises(FrameError):
+        parse_header(raw)
+
+
+@pytest.mark.parametrize("specs, body", [
+    ("x", b""),  # not a list
+    ([["x", "O", [1]]], b"\0" * 8),  # Python objects
+    ([["x", "|O8", [1]]], b"\0" * 8),
+    ([["x", "[('a', 'O')]", [1]]], b"\0" * 8),  # a structured dtype
+    ([["x", "<V8", [1]]], b"\0" * 8),  # raw void
+    ([["x", "<f4", [-1]]], b""),  # a negative dimension
+    ([["x", "<f4", [True]]], b"\0" * 4),
+    ([["x", "<f4", [1] * 17]], b"\0" * 4),  # too many dimensions
+    ([["x", "<f4", [10**12]]], b"\0" * 16),  # a small body claiming a huge array
+    ([["x", "<f4", [2]]], b"\0" * 12),  # bytes left over
+    ([["x", "<f4"]], b""),
+    ([[1, "<f4", [1]]], b"\0" * 4),
+    ([["x", "<U0", [1]]], b""),  # no size
+    ([["x", "<f4", [0]]] * 257, b""),  # too many arrays
+])
+def test_malformed_arrays_are_refused(specs: object, body: bytes) -> None:
+    with pytest.raises(FrameError):
+        decode_arrays(specs, bytearray(body))
+
+
+def test_a_frame_states_its_own_body_length() -> None:
+    head, body = split(frame({"t": "error", "message": "boom", "body": 999}, b"abc"))
+    assert head == {"t": "error", "message": "boom", "body": 3} and body == b"abc"
