@@ -113,6 +113,7 @@ class ChannelServer:
                 if head["t"] != "predict":
                     raise FrameError(f"a frame of type {head['t']!r} where a request belongs")
                 writer.write(await self._answer(decode_arrays(head.get("arrays"), body)))
+                await writer.drain()  # a large answer waits for the router to read it
         except (FrameError, TimeoutError) as e:  # (TimeoutError before OSError, its base)
             self.refused += 1
             log.warning("channel: a connection was closed: %s", e or type(e).__name__)

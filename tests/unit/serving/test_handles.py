@@ -34,6 +34,7 @@ class FakeMethod:
 
 def versions(has_many: bool = True) -> tuple[ServeVersions, list[tuple[str, bool, Any]]]:
     sv = ServeVersions("m")
+    sv.channels = None  # the handle path alone (the channel: test_channel.py)
     calls: list[tuple[str, bool, Any]] = []
 
     async def method(version: str, name: str, small: bool = False) -> Any:
@@ -120,5 +121,42 @@ def test_a_call_to_a_replica_that_went_away_is_sent_once_more(lost: int) -> None
             with pytest.raises(ActorUnavailableError):
                 await sv._send("v1", [arr(1), arr(2)])
         assert len(calls) == 2
+
+    asyncio.run(go())
+
+
+def test_a_small_call_alone_goes_by_the_channel_and_anything_else_by_handle() -> None:
+    """A single small call is offered to the node-local channel first: its answer, or its
+    model error, is the call's; ``None`` (the channel cannot carry it) sends it by handle.
+    Groups and large calls are never offered to it."""
+    from rayrollout.serving.channel import ChannelModelError
+
+    class Channel:
+        def __init__(self) -> None:
+            self.offered: list[Arrays] = []
+            self.answer: Any = None
+
+        async def call(self, version: str, inputs: Arrays) -> Arrays | None:
+            self.offered.append(inputs)
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    async def go() -> None:
+        sv, calls = versions()
+        ch = Channel()
+        sv.channels = ch  # type: ignore[assignment]
+        ch.answer = {"y": np.array([42.0])}
+        assert (await sv._send("v1", [arr(1)]))[0]["y"].tolist() == [42.0]  # type: ignore[index]
+        ch.answer = ChannelModelError("ValueError: bad row")
+        (err,) = await sv._send("v1", [arr(1)])
+        assert isinstance(err, ChannelModelError)
+        assert calls == []
+        ch.answer = None  # the channel cannot carry it: by handle
+        assert (await sv._send("v1", [arr(3)]))[0]["y"].tolist() == [6]  # type: ignore[index]
+        await sv._send("v1", [arr(1), arr(2)])
+        await sv._send("v1", [arr(1, SMALL_PAYLOAD_BYTES // 4 + 1)])
+        assert len(ch.offered) == 3
+        assert [n for n, _, _ in calls] == ["predict", "predict_many", "predict"]
 
     asyncio.run(go())
