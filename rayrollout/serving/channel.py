@@ -62,8 +62,9 @@ Arrays = dict[str, np.ndarray]
 HOST = "127.0.0.1"
 MAX_CONNECTIONS = 8  # per version and router: calls sent alone rarely overlap
 REFRESH_S = 30.0  # an address is looked up again after this long
-RETRY_S = 30.0  # after a lookup found no replica on this node
+RETRY_S = 30.0  # after lookups found no replica on this node
 FAILED_RETRY_S = 2.0  # after a lookup failed (the version's replica is starting, say)
+QUICK_LOOKUPS = 5  # lookups FAILED_RETRY_S apart while they find other nodes' replicas
 HELLO_TIMEOUT_S = 5.0
 
 
@@ -173,6 +174,7 @@ class _Link:
     found_at: float = 0.0
     retry_at: float = 0.0
     never: bool = False  # no replica of this version has a channel
+    misses: int = 0  # lookups in a row that found a replica on another node
     busy: int = 0
     idle: list[_Conn] = field(default_factory=list)
     lookup: asyncio.Task[None] | None = None
@@ -184,9 +186,11 @@ Discover = Callable[[str], Awaitable[dict[str, Any] | None]]
 class Channels:
     """The router's channels to its versions' replicas on this node.
 
-    ``discover(version)`` asks a replica of the version (by Serve's handle, preferring this
-    node) for its ``channel_address``: a dict with ``node_id``, ``port`` and ``token``, or
-    ``None`` when the version has no channel."""
+    ``discover(version)`` asks a replica of the version (the one Serve's handle picks) for its
+    ``channel_address``: a dict with ``node_id``, ``port`` and ``token``, or ``None`` when the
+    version has no channel. A replica on another node is not used; the lookup is repeated
+    (``QUICK_LOOKUPS`` times ``FAILED_RETRY_S`` apart, then every ``RETRY_S``), since Serve may
+    pick this node's replica next time."""
 
     def __init__(self, discover: Discover, node_id: str) -> None:
         self._discover = discover
@@ -295,8 +299,12 @@ class Channels:
         if info is None:
             link.never = True
             return
-        if info.get("node_id") != self.node_id:
-            return  # its replica is on another node: by handle; look again later
+        if info.get("node_id") != self.node_id:  # by handle; Serve may pick another replica
+            link.misses += 1  # next time: soon a few times, then every RETRY_S
+            if link.misses < QUICK_LOOKUPS:
+                link.retry_at = time.monotonic() + FAILED_RETRY_S
+            return
+        link.misses = 0
         address = (int(info["port"]), str(info["token"]))
         if address != link.address:
             self._forget(link)

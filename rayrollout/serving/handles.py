@@ -67,14 +67,13 @@ def too_large(e: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "larger than max" in text
 
 
-def on_this_loop(handle: DeploymentHandle, prefer_local: bool = False) -> None:
+def on_this_loop(handle: DeploymentHandle) -> None:
     """Start ``handle``'s router on the running event loop (Serve's ``CurrentLoopRouter``)
-    rather than on its shared router thread, where Serve allows it; ``prefer_local``: choose
-    replicas on this node first."""
+    rather than on its shared router thread, where Serve allows it."""
     if handle.is_initialized:
         return
     with contextlib.suppress(Exception):  # an older Serve, or no loop it accepts: the default
-        handle._init(_run_router_in_separate_loop=False, _prefer_local_routing=prefer_local)
+        handle._init(_run_router_in_separate_loop=False)
 
 
 class ServeVersions:
@@ -84,7 +83,6 @@ class ServeVersions:
         self.model = model
         self._client: httpx.AsyncClient | None = None
         self._handles: dict[str, DeploymentHandle] = {}
-        self._local: dict[str, DeploymentHandle] = {}  # the same, preferring this node
         # ``handle.predict`` builds a new handle on every attribute access: keep those made
         self._methods: dict[tuple[str, str, bool], DeploymentHandle] = {}
         self._grpc = os.environ.get("RAYROLLOUT_SMALL_CALLS_OVER_GRPC", "1") == "1"
@@ -176,16 +174,12 @@ class ServeVersions:
                                          return_exceptions=True))
 
     async def _channel_address(self, version: str) -> dict[str, Any] | None:
-        """The channel of a replica of ``version`` (Serve's handle prefers one on this node),
-        or ``None`` when its ingress has none (a user's deployment of another kind)."""
-        h = self._local.get(version)
-        if h is None:
-            h = await asyncio.to_thread(serve.get_app_handle,
-                                        version_app_name(self.model, version))
-            on_this_loop(h, prefer_local=True)
-            self._local[version] = h
+        """The channel of the replica of ``version`` Serve's handle picks (``Channels`` keeps it
+        only when that replica is on this node), or ``None`` when the version's ingress has no
+        channel (a user's deployment of another kind). The version's own handle: a second one
+        would double what Serve's controller tracks and pushes for it."""
         try:
-            info: dict[str, Any] = await h.channel_address.remote()
+            info: dict[str, Any] = await (await self._handle(version)).channel_address.remote()
         except Exception as e:
             if "channel_address" in str(e) and "does not exist" in str(e):
                 return None

@@ -161,16 +161,19 @@ class Prometheus:
 def prometheus(
     ray_serve: RayServe, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    """A real Prometheus server scraping Ray's metrics port every second, for the module that
+    """A real Prometheus server scraping Ray's metrics port every 2 s, for the module that
     asks for it only: each scrape makes Ray's metrics agent render and compress every series
-    of the session, about half a core on a 2-core box for as long as Prometheus runs."""
+    of the session, about a quarter of a core on a 2-core box for as long as Prometheus runs."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed: run scripts/setup.sh (Debian package prometheus)")
     d = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     (d / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        # every 2 s, with as long to answer: under a full suite on 2 cores Ray's metrics agent
+        # has taken over 1 s to render the session's series, and a scrape that times out is
+        # no data at all
+        "global: {scrape_interval: 2s, scrape_timeout: 2s, evaluation_interval: 2s}\n"
         "scrape_configs:\n"
         "  - job_name: ray\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{ray_serve.metrics_port}']}}]\n"

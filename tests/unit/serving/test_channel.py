@@ -113,6 +113,33 @@ def test_a_replica_on_another_node_is_never_called() -> None:
     run(go())
 
 
+def test_lookups_that_meet_another_nodes_replica_are_repeated_soon(monkeypatch: Any) -> None:
+    """Serve's handle may pick a replica on another node first: the router asks again soon
+    (a few times), and uses this node's replica once a lookup finds it."""
+    monkeypatch.setattr(channel, "FAILED_RETRY_S", 0.05)
+
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        nodes = iter(["node-b", "node-b", NODE])
+
+        async def discover(version: str) -> dict[str, Any] | None:
+            r.node = next(nodes)
+            return await r.discover(version)
+
+        ch = Channels(discover, NODE)
+        out = None
+        for _ in range(100):
+            out = await ch.call("v1", X)
+            if out is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert out is not None and r.lookups == 3 and ch._links["v1"].misses == 0
+        r.server.close()
+
+    run(go())
+
+
 def test_a_version_without_a_channel_is_not_asked_again() -> None:
     async def go() -> None:
         asked = []
