@@ -125,12 +125,11 @@ class ChannelServer:
             writer.close()
 
     async def _answer(self, inputs: Arrays) -> bytes:
+        self.served += 1
         try:
             outputs = await self._predict(inputs)
         except Exception as e:
-            self.served += 1
             return frame({"t": "error", "message": f"{type(e).__name__}: {e}"[:4000]})
-        self.served += 1
         try:
             return ok_frame(outputs)
         except Unencodable as e:

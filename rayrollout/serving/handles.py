@@ -67,6 +67,12 @@ def too_large(e: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "larger than max" in text
 
 
+def missing_method(e: BaseException, name: str) -> bool:
+    """Whether ``e`` is Serve saying the deployment has no method ``name`` (a user's ingress
+    of another kind)."""
+    return name in str(e) and "does not exist" in str(e)
+
+
 def on_this_loop(handle: DeploymentHandle) -> None:
     """Start ``handle``'s router on the running event loop (Serve's ``CurrentLoopRouter``)
     rather than on its shared router thread, where Serve allows it."""
@@ -166,7 +172,7 @@ class ServeVersions:
                     await self._method(version, "predict_many", small)).remote(items)
                 return many
             except Exception as e:
-                if "predict_many" not in str(e) or "does not exist" not in str(e):
+                if not missing_method(e, "predict_many"):
                     raise
                 self._one_by_one.add(version)  # a user's ingress without it
         h = await self._method(version, "predict", small)
@@ -181,7 +187,7 @@ class ServeVersions:
         try:
             info: dict[str, Any] = await (await self._handle(version)).channel_address.remote()
         except Exception as e:
-            if "channel_address" in str(e) and "does not exist" in str(e):
+            if missing_method(e, "channel_address"):
                 return None
             raise
         return info

@@ -3,6 +3,7 @@ of plain dtypes is decoded (no pickle, no object arrays, sizes that add up)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 
@@ -21,14 +22,20 @@ from rayrollout.dataplane.frames import (
     parse_header,
     predict_frame,
 )
+from rayrollout.serving.channel import read_frame
 
 
 def split(f: bytes) -> tuple[dict, bytearray]:
-    n = header_length(f[:4])
-    head = parse_header(f[4:4 + n])
-    body = bytearray(f[4 + n:])
-    assert len(body) == head["body"]
-    return head, body
+    """``f`` read back as the channel reads a frame off its socket."""
+    async def read() -> tuple[dict, bytearray]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(f)
+        reader.feed_eof()
+        got = await read_frame(reader)
+        assert reader.at_eof()  # the frame's own lengths covered every byte
+        return got
+
+    return asyncio.run(read())
 
 
 @pytest.mark.parametrize("arrays", [
