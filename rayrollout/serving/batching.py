@@ -14,7 +14,7 @@ Guarantees:
   event loop keeps accepting requests.
 * **No wait when idle.** A request that finds no other in this replica runs at once: the
   batch wait (``batch_wait_timeout_s``) is paid only when there is company to wait for.
-* **A node-local channel.** ``channel_address`` starts (once) the replica's loopback channel
+* **A node-local channel.** ``channel_address`` starts (once) the replica's local channel
   server (``rayrollout.serving.channel``) on its event loop and tells a router on this node how
   to reach it; requests by the channel run ``predict`` exactly as a handle call does. The
   replica closes it when Serve shuts it down.
@@ -63,14 +63,15 @@ class BatchedPredictor:
         raise NotImplementedError  # ModelVersion's and TensorModel's
 
     async def channel_address(self) -> dict[str, object]:
-        """Where a router on this node reaches this replica's channel: node id, port, token
-        (given only through Serve's handle), and how many requests the channel served."""
+        """Where a router on this node reaches this replica's channel: node id, ``path`` (or
+        ``port``), token (given only through Serve's handle), and how many requests the
+        channel served and connections it refused."""
         import ray
 
         if self._channel is None:
             self._channel = ChannelServer(self.predict)
-        port = await self._channel.start()
-        return {"node_id": ray.get_runtime_context().get_node_id(), "port": port,
+        where = await self._channel.start()
+        return {"node_id": ray.get_runtime_context().get_node_id(), **where,
                 "token": self._channel.token, "served": self._channel.served,
                 "refused": self._channel.refused}
 

@@ -18,6 +18,7 @@ import pytest
 from examples.sklearn_runtime import classify, load_classifier
 from rayrollout.dataplane.frames import frame
 from rayrollout.names import version_app_name
+from tests.channel_peer import refused_after
 from tests.conftest import ARTIFACTS
 from tests.integration.poison_runtime import POISON
 
@@ -32,14 +33,6 @@ def channel_of(model: str, version: str) -> dict[str, Any]:
     info: dict[str, Any] = serve.get_app_handle(
         version_app_name(model, version)).channel_address.remote().result(timeout_s=30)
     return info
-
-
-async def refused_after(port: int, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(payload)
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return data
 
 
 def test_requests_one_at_a_time_go_by_the_channel_counted_as_by_handle(
@@ -71,11 +64,11 @@ def test_requests_one_at_a_time_go_by_the_channel_counted_as_by_handle(
 
     # Hostile peers on the node: no token, a wrong token, an HTTP request. Each is closed
     # unanswered; the replica keeps serving the router by the channel.
-    port = info["port"]
+    assert str(info["path"]).startswith("@rayrollout-channel-")  # Linux's abstract namespace
     for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                     frame({"t": "hello", "token": "0" * 64}),
                     frame({"t": "predict", "arrays": []})):
-        assert asyncio.run(refused_after(port, payload)) == b""
+        assert asyncio.run(refused_after(info, payload)) == b""
     with d.client() as c:
         for i in range(10):
             r = c.post(f"/v1/models/{d.model}/predict", json={"instances": X[i:i + 1].tolist()})
@@ -111,7 +104,7 @@ def test_a_replaced_replica_is_served_by_handle_until_its_channel_is_found(deplo
                     new = channel_of(d.model, "v1")
                 except Exception:
                     continue
-                if new["port"] != old["port"] and new["served"] >= 1:
+                if new["path"] != old["path"] and new["served"] >= 1:
                     break
             time.sleep(0.05)
         else:

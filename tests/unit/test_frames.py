@@ -1,9 +1,9 @@
 """The channel's frames: named arrays round-trip bit for bit, and nothing but a well-formed frame
-of plain dtypes is decoded (no pickle, no object arrays, sizes that add up)."""
+of plain dtypes is decoded (no pickle, no object arrays, sizes that add up), however the stream
+is cut."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 
@@ -13,7 +13,9 @@ import pytest
 from rayrollout.dataplane.frames import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
+    FrameBuffer,
     FrameError,
+    Layout,
     Unencodable,
     decode_arrays,
     frame,
@@ -22,20 +24,14 @@ from rayrollout.dataplane.frames import (
     parse_header,
     predict_frame,
 )
-from rayrollout.serving.channel import read_frame
 
 
 def split(f: bytes) -> tuple[dict, bytearray]:
     """``f`` read back as the channel reads a frame off its socket."""
-    async def read() -> tuple[dict, bytearray]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(f)
-        reader.feed_eof()
-        got = await read_frame(reader)
-        assert reader.at_eof()  # the frame's own lengths covered every byte
-        return got
-
-    return asyncio.run(read())
+    buf = FrameBuffer()
+    got = buf.feed(f)
+    assert len(got) == 1 and buf.pending == 0  # the frame's own lengths covered every byte
+    return got[0]
 
 
 @pytest.mark.parametrize("arrays", [
@@ -107,3 +103,35 @@ def test_malformed_arrays_are_refused(specs: object, body: bytes) -> None:
 def test_a_frame_states_its_own_body_length() -> None:
     head, body = split(frame({"t": "error", "message": "boom", "body": 999}, b"abc"))
     assert head == {"t": "error", "message": "boom", "body": 3} and body == b"abc"
+
+
+def test_frames_cut_anywhere_come_out_whole_and_in_order() -> None:
+    """A socket gives bytes as they come: frames split at every byte, or several in one read,
+    are the same frames."""
+    x = {"input": np.arange(6, dtype=np.float32).reshape(1, 6)}
+    stream = (frame({"t": "hello", "token": "t"}) + predict_frame(x)
+              + frame({"t": "error", "message": "m"}) + ok_frame({"y": np.arange(3)}))
+    buf = FrameBuffer()
+    got = [f for i in range(len(stream)) for f in buf.feed(stream[i:i + 1])]
+    assert [h["t"] for h, _ in got] == ["hello", "predict", "error", "ok"] and buf.pending == 0
+    np.testing.assert_array_equal(decode_arrays(got[1][0]["arrays"], got[1][1])["input"],
+                                  x["input"])
+    whole = FrameBuffer().feed(stream)
+    assert [h["t"] for h, _ in whole] == ["hello", "predict", "error", "ok"]
+
+
+def test_a_repeated_layout_is_read_from_the_cache_and_gives_fresh_arrays() -> None:
+    a = {"input": np.ones((1, 4), dtype=np.float32)}
+    b = {"input": np.full((1, 4), 2, dtype=np.float32)}
+    fa, fb = predict_frame(a), predict_frame(b)
+    assert fa[:-16] == fb[:-16]  # the same header (16 bytes of body each)
+    (ha, ba), (hb, bb) = FrameBuffer().feed(fa + fb)
+    assert ha is hb and isinstance(ha["arrays"], Layout)  # parsed once
+    xa, xb = decode_arrays(ha["arrays"], ba), decode_arrays(hb["arrays"], bb)
+    assert xa["input"].tolist() == [[1.0] * 4] and xb["input"].tolist() == [[2.0] * 4]
+
+
+def test_a_body_that_cannot_match_its_arrays_is_refused_before_it_is_read() -> None:
+    head = json.dumps({"t": "predict", "arrays": [["x", "<f4", [1000]]], "body": 8}).encode()
+    with pytest.raises(FrameError, match="the arrays take 4000"):
+        FrameBuffer().feed(struct.pack("!I", len(head)) + head)  # no body sent at all

@@ -1,7 +1,8 @@
-"""The node-local channel over real loopback sockets (no Ray): a router's ``Channels`` against a
-replica's ``ChannelServer``. Calls go by the channel once the address is found; every way the
-channel can fail sends the call back to the handle (``None``); a model error is an answer;
-peers without the token, or with malformed frames, are refused and the server keeps serving."""
+"""The node-local channel over real local sockets (no Ray), Unix and, where a platform has none,
+TCP on loopback: a router's ``Channels`` against a replica's ``ChannelServer``. Calls go by the
+channel once the address is found; every way the channel can fail sends the call back to the
+handle (``None``); a model error is an answer; peers without the token, or with malformed
+frames, are refused and the server keeps serving."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ import pytest
 
 from rayrollout.dataplane.frames import frame, predict_frame
 from rayrollout.serving import channel
-from rayrollout.serving.channel import ChannelModelError, Channels, ChannelServer, read_frame
+from rayrollout.serving.channel import ChannelModelError, Channels, ChannelServer
+from tests.channel_peer import open_stream, read_frame, refused_after
 
 Arrays = dict[str, np.ndarray]
 NODE = "node-a"
+
+
+@pytest.fixture(autouse=True, params=["unix", "tcp"])
+def transport(request: pytest.FixtureRequest, monkeypatch: Any) -> str:
+    """Every test over a Unix socket, and over TCP (a platform without Unix sockets)."""
+    monkeypatch.setattr(channel, "UNIX", request.param == "unix")
+    return str(request.param)
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -40,14 +49,14 @@ class Replica:
         self.server = ChannelServer(predict)
         self.node = node
         self.lookups = 0
-        self.port = 0
+        self.where: dict[str, Any] = {}
 
     async def start(self) -> None:
-        self.port = await self.server.start()
+        self.where = await self.server.start()
 
     async def discover(self, version: str) -> dict[str, Any] | None:
         self.lookups += 1
-        return {"node_id": self.node, "port": self.port, "token": self.server.token}
+        return {"node_id": self.node, **self.where, "token": self.server.token}
 
 
 async def found(ch: Channels, version: str, x: Arrays) -> Arrays | None:
@@ -179,7 +188,7 @@ def test_a_replica_gone_sends_by_handle_and_its_successor_is_found() -> None:
         assert ch.fallbacks == 1 and ch._links["v1"].address is None
         successor = Replica()
         await successor.start()
-        r.port, r.server = successor.port, successor.server  # what a lookup now finds
+        r.where, r.server = successor.where, successor.server  # what a lookup now finds
         out = await found(ch, "v1", X)
         assert out is not None and successor.server.served == 1
         successor.server.close()
@@ -195,10 +204,10 @@ def test_a_stale_token_is_refused_and_sends_by_handle() -> None:
         await found(ch, "v1", X)
         link = ch._links["v1"]
         for c in link.idle:
-            c.writer.close()
+            c.close()
         link.idle.clear()
         assert link.address is not None
-        link.address = (link.address[0], "0" * 64)
+        link.address = (*link.address[:2], "0" * 64)
         assert await ch.call("v1", X) is None
         await asyncio.sleep(0.05)
         assert r.server.refused == 1 and r.server.served == 1
@@ -276,15 +285,6 @@ def test_an_answer_the_channel_cannot_carry_sends_the_version_by_handle() -> Non
     run(go())
 
 
-async def hostile(port: int, payload: bytes) -> bytes:
-    """Send ``payload`` to the server; what it answers before it closes the connection."""
-    reader, writer = await asyncio.open_connection(channel.HOST, port)
-    writer.write(payload)
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    return data
-
-
 @pytest.mark.parametrize("payload", [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not a frame
     struct.pack("!I", 2**31) + b"x" * 16,  # a header length far over the cap
@@ -296,7 +296,7 @@ def test_hostile_peers_are_refused_and_the_server_keeps_serving(payload: bytes) 
     async def go() -> None:
         r = Replica()
         await r.start()
-        assert await hostile(r.port, payload) == b""  # closed, nothing answered
+        assert await refused_after(r.where, payload) == b""  # closed, nothing answered
         assert r.server.refused == 1 and r.server.served == 0
         ch = Channels(r.discover, NODE)
         assert await found(ch, "v1", X) is not None
@@ -311,7 +311,7 @@ def test_a_peer_that_never_says_hello_is_dropped(monkeypatch: Any) -> None:
     async def go() -> None:
         r = Replica()
         await r.start()
-        assert await hostile(r.port, b"") == b""
+        assert await refused_after(r.where, b"") == b""
         assert r.server.refused == 1
         r.server.close()
 
@@ -324,13 +324,81 @@ def test_malformed_requests_after_the_token_are_refused() -> None:
         await r.start()
         hello = frame({"t": "hello", "token": r.server.token})
         bad = frame({"t": "predict", "arrays": [["x", "O", [1]]]}, b"\0" * 8)
-        assert await hostile(r.port, hello + bad) == b""
-        reader, writer = await asyncio.open_connection(channel.HOST, r.port)
+        assert await refused_after(r.where, hello + bad) == b""
+        reader, writer = await open_stream(r.where)
         writer.write(hello + predict_frame(X))
         head, _ = await read_frame(reader)  # a good peer is answered
         assert head["t"] == "ok"
         writer.close()
         assert r.server.refused == 1 and r.server.served == 1
+        r.server.close()
+
+    run(go())
+
+
+def test_requests_sent_ahead_on_one_connection_are_answered_in_order() -> None:
+    """The router waits for each answer; a peer that does not is still answered, in order."""
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        reader, writer = await open_stream(r.where)
+        writer.write(frame({"t": "hello", "token": r.server.token}) + b"".join(
+            predict_frame({"x": np.full((1, 3), i, np.float32)}) for i in range(10)))
+        for i in range(10):
+            head, body = await read_frame(reader)
+            assert head["t"] == "ok"
+            y = np.frombuffer(body[:12], np.float32)
+            assert y.tolist() == [2.0 * i] * 3
+        writer.close()
+        assert r.server.served == 10
+        r.server.close()
+
+    run(go())
+
+
+def test_a_channel_that_refuses_connections_is_asked_again_less_and_less(
+        monkeypatch: Any) -> None:
+    """An address nobody answers on (the replica gone before the lookup, or out of this
+    router's reach): by handle, looked up again soon a few times, then every RETRY_S."""
+    monkeypatch.setattr(channel, "FAILED_RETRY_S", 0.05)
+
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        r.server.close()  # nobody listens at the address a lookup finds
+        await asyncio.sleep(0.05)
+        ch = Channels(r.discover, NODE)
+        for _ in range(200):
+            assert await ch.call("v1", X) is None
+            await asyncio.sleep(0.01)
+        link = ch._links["v1"]
+        assert link.refusals == channel.QUICK_LOOKUPS and r.lookups == channel.QUICK_LOOKUPS
+        assert link.retry_at - asyncio.get_running_loop().time() > channel.RETRY_S - 5
+
+    run(go())
+
+
+def test_a_call_given_up_stops_its_request_on_the_replica() -> None:
+    async def go() -> None:
+        started, stopped = asyncio.Event(), asyncio.Event()
+
+        async def endless(inputs: Arrays) -> Arrays:
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            finally:
+                stopped.set()
+            return inputs
+
+        r = Replica(endless)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await ch.call("v1", X) is None
+        await asyncio.sleep(0.05)
+        t = asyncio.ensure_future(ch.call("v1", X))
+        await asyncio.wait_for(started.wait(), 5)
+        t.cancel()
+        await asyncio.wait_for(stopped.wait(), 5)  # the connection closed: predict cancelled
         r.server.close()
 
     run(go())
