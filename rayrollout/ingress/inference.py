@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ MAX_STICKY_KEY_CHARS = 256
 # How long a call to a withdrawn version may still have run before it stops waiting: longer
 # than a healthy version takes to answer, far shorter than a request timeout.
 WITHDRAWN_GRACE_S = 1.0
+# ``asyncio.timeout`` (Python 3.11+): a call's deadline without a task of its own
+INLINE_DEADLINE = sys.version_info >= (3, 11)
 
 
 class VersionWithdrawn(UnavailableError):
@@ -115,24 +118,19 @@ async def _timed(version: str, call: Awaitable[T], timeout: float,
     latency in ms). A timeout or any failure of the version is a ``ModelError`` counted
     against it, whose message is generic with an error id (the details go to the log). When
     ``withdrawn`` resolves first, the call stops waiting once it is ``WITHDRAWN_GRACE_S`` old:
-    ``VersionWithdrawn``, an ERROR of the version."""
+    ``VersionWithdrawn``, an ERROR of the version.
+
+    On Python 3.11+ the call runs in the request's own task under an ``asyncio.timeout`` whose
+    deadline a withdrawal brings forward (no task, no extra turn of the event loop per
+    request); on 3.10, in a task of its own awaited beside ``withdrawn``."""
     t0 = time.perf_counter()
-    task = asyncio.ensure_future(call)
     err: RolloutError
     try:
-        waiting: set[asyncio.Future[Any]] = {task} if withdrawn is None else {task, withdrawn}
-        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done() and withdrawn is not None and withdrawn.done():
-            left = min(WITHDRAWN_GRACE_S, timeout) - (time.perf_counter() - t0)
-            if left > 0:
-                await asyncio.wait({task}, timeout=left)
-            if not task.done():
-                raise VersionWithdrawn(f"version {version!r} was withdrawn from routing while "
-                                       "this request waited for it")
-        if not task.done():
-            raise TimeoutError
-        result = task.result()
-        return result, None, Outcome.OK, (time.perf_counter() - t0) * 1000.0
+        if INLINE_DEADLINE:
+            return (await _inline(version, call, timeout, withdrawn), None, Outcome.OK,
+                    (time.perf_counter() - t0) * 1000.0)
+        return (await _in_task(version, call, timeout, withdrawn), None, Outcome.OK,
+                (time.perf_counter() - t0) * 1000.0)
     except VersionWithdrawn as e:
         err, outcome = e, Outcome.ERROR
     except ASYNC_TIMEOUT:
@@ -145,10 +143,64 @@ async def _timed(version: str, call: Awaitable[T], timeout: float,
         err = ModelError(f"version {version!r} failed (error id {eid}; the details are in the "
                          "router's log)")
         outcome = Outcome.ERROR
+    return None, err, outcome, (time.perf_counter() - t0) * 1000.0
+
+
+def _withdrawn_error(version: str) -> VersionWithdrawn:
+    return VersionWithdrawn(f"version {version!r} was withdrawn from routing while this "
+                            "request waited for it")
+
+
+async def _inline(version: str, call: Awaitable[T], timeout: float,
+                  withdrawn: asyncio.Future[None] | None) -> T:
+    """``call`` awaited here, under a deadline; ``TimeoutError`` or ``VersionWithdrawn``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    cut = False
+    try:
+        async with asyncio.timeout(timeout) as scope:  # type: ignore[attr-defined,unused-ignore]
+            def withdraw(_: asyncio.Future[None]) -> None:
+                nonlocal cut
+                cut = True
+                when = start + min(WITHDRAWN_GRACE_S, timeout)
+                deadline = scope.when()
+                if deadline is None or when < deadline:
+                    scope.reschedule(when)  # (at once when the grace is already spent)
+
+            if withdrawn is not None:
+                withdrawn.add_done_callback(withdraw)
+            try:
+                result: T = await call
+            finally:
+                if withdrawn is not None:
+                    withdrawn.remove_done_callback(withdraw)
+    except TimeoutError:
+        if cut:
+            raise _withdrawn_error(version) from None
+        raise
+    return result
+
+
+async def _in_task(version: str, call: Awaitable[T], timeout: float,
+                   withdrawn: asyncio.Future[None] | None) -> T:
+    """``call`` in a task of its own, awaited beside ``withdrawn`` (Python 3.10)."""
+    t0 = time.perf_counter()
+    task = asyncio.ensure_future(call)
+    try:
+        waiting: set[asyncio.Future[Any]] = {task} if withdrawn is None else {task, withdrawn}
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and withdrawn is not None and withdrawn.done():
+            left = min(WITHDRAWN_GRACE_S, timeout) - (time.perf_counter() - t0)
+            if left > 0:
+                await asyncio.wait({task}, timeout=left)
+            if not task.done():
+                raise _withdrawn_error(version)
+        if not task.done():
+            raise TimeoutError
+        return task.result()
     finally:
         if not task.done():  # timed out, withdrawn, or this request itself was cancelled
             task.cancel()
-    return None, err, outcome, (time.perf_counter() - t0) * 1000.0
 
 
 async def _checked(call: Awaitable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -1,0 +1,121 @@
+"""A call to a version under its deadline (``inference._timed``), both ways it is run: inline
+under ``asyncio.timeout`` (Python 3.11+) and in a task of its own (3.10, run here too). The
+outcome of every ending, and that the request's own cancellation is never swallowed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rayrollout.dataplane.events import Outcome
+from rayrollout.errors import ModelError, ModelTimeout
+from rayrollout.ingress import inference
+from rayrollout.ingress.inference import VersionWithdrawn, _timed
+
+
+@pytest.fixture(autouse=True, params=["inline", "task"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(inference, "INLINE_DEADLINE", request.param == "inline")
+    yield str(request.param)
+
+
+async def answer(value: Any, after: float = 0.0) -> Any:
+    await asyncio.sleep(after)
+    return value
+
+
+async def fail() -> None:
+    raise RuntimeError("/secret/path/model.onnx exploded")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_an_answer_in_time_is_ok() -> None:
+    result, err, outcome, ms = run(_timed("v1", answer(42), 5.0))
+    assert (result, err, outcome) == (42, None, Outcome.OK) and ms >= 0
+
+
+def test_no_answer_in_time_is_a_timeout() -> None:
+    result, err, outcome, _ = run(_timed("v1", answer(1, after=30), 0.05))
+    assert result is None and isinstance(err, ModelTimeout) and outcome is Outcome.TIMEOUT
+
+
+def test_a_failure_is_a_model_error_without_its_details() -> None:
+    _, err, outcome, _ = run(_timed("v1", fail(), 5.0))
+    assert isinstance(err, ModelError) and outcome is Outcome.ERROR
+    assert "secret" not in str(err) and "error id" in str(err)
+
+
+def test_a_withdrawal_cuts_the_wait_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "WITHDRAWN_GRACE_S", 0.1)
+
+    async def go() -> Any:
+        gone = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.02, gone.set_result, None)
+        return await _timed("v1", answer(1, after=30), 60.0, gone)
+
+    result, err, outcome, _ = run(go())  # (cut by the grace: the timeout is a minute)
+    assert result is None and isinstance(err, VersionWithdrawn) and outcome is Outcome.ERROR
+
+
+def test_an_answer_within_the_grace_of_a_withdrawal_stands(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "WITHDRAWN_GRACE_S", 5.0)
+
+    async def go() -> Any:
+        gone = asyncio.get_running_loop().create_future()
+        gone.set_result(None)  # withdrawn before the call even started
+        return await _timed("v1", answer(7, after=0.05), 60.0, gone)
+
+    result, err, outcome, _ = run(go())
+    assert (result, err, outcome) == (7, None, Outcome.OK)
+
+
+def test_a_withdrawal_after_the_grace_is_spent_cuts_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "WITHDRAWN_GRACE_S", 0.0)
+
+    async def go() -> Any:
+        gone = asyncio.get_running_loop().create_future()
+        gone.set_result(None)
+        return await _timed("v1", answer(1, after=30), 60.0, gone)
+
+    _, err, _, _ = run(go())
+    assert isinstance(err, VersionWithdrawn)
+
+
+def test_the_requests_own_cancellation_goes_through_and_stops_the_call() -> None:
+    async def go() -> None:
+        stopped = asyncio.Event()
+
+        async def endless() -> None:
+            try:
+                await asyncio.sleep(60)
+            finally:
+                stopped.set()
+
+        t = asyncio.ensure_future(_timed("v1", endless(), 60.0,
+                                         asyncio.get_running_loop().create_future()))
+        await asyncio.sleep(0.02)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        await asyncio.wait_for(stopped.wait(), 5)
+
+    run(go())
+
+
+def test_a_later_withdrawal_does_not_touch_a_finished_call() -> None:
+    async def go() -> None:
+        gone = asyncio.get_running_loop().create_future()
+        result = await _timed("v1", answer(3), 60.0, gone)
+        gone.set_result(None)  # the callback was removed: nothing is cancelled later
+        await asyncio.sleep(0.02)
+        assert result[0] == 3
+
+    run(go())
