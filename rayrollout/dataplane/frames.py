@@ -37,6 +37,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024 * 1024
 MAX_ARRAYS = 256
 MAX_DIMS = 16
+MAX_ELEMENTS_OF_NONZERO_DIMS = 2**48  # numpy must be able to hold even a zero-size shape
 CACHED_LAYOUTS = 256
 CACHED_HEADER_BYTES = 1024
 _DTYPE = re.compile(r"^[<>|=]?[biufcSU][0-9]{1,3}$")
@@ -77,6 +78,8 @@ class Layout(tuple[tuple[str, np.dtype, tuple[int, ...], int, int], ...]):
                 raise FrameError("an array entry that is not [name, dtype, shape]: "
                                  f"{spec!r:.200}")
             name, dt, shape = spec
+            if math.prod(d or 1 for d in shape) > MAX_ELEMENTS_OF_NONZERO_DIMS:
+                raise FrameError(f"array {name!r}: shape {shape!r:.200} is too large")
             try:
                 dtype = np.dtype(dt)
             except TypeError:
@@ -98,8 +101,11 @@ class Layout(tuple[tuple[str, np.dtype, tuple[int, ...], int, int], ...]):
         """The arrays, sharing ``body``'s memory (writable: it is a bytearray)."""
         if len(body) != self.nbytes:
             raise FrameError(f"a body of {len(body)} bytes where the arrays take {self.nbytes}")
-        return {name: np.frombuffer(body, dtype=dtype, count=count, offset=at).reshape(shape)
-                for name, dtype, shape, count, at in self}
+        try:
+            return {name: np.frombuffer(body, dtype=dtype, count=count, offset=at).reshape(shape)
+                    for name, dtype, shape, count, at in self}
+        except ValueError as e:  # a shape numpy cannot hold
+            raise FrameError(f"arrays numpy cannot make: {e!s:.200}") from None
 
 
 # encoded headers by (type, layout), and parsed headers by their bytes: both bounded
@@ -158,17 +164,17 @@ def header_length(prefix: bytes | bytearray) -> int:
     return n
 
 
-def parse_header(raw: bytes) -> dict[str, Any]:
+def parse_header(raw: bytes, cache: bool = True) -> dict[str, Any]:
     """The header, checked for its type and body length; a ``predict`` or ``ok`` header's
     ``arrays`` become their checked ``Layout``, whose size the body must be. Do not change the
-    answer: a repeated header gets the same one."""
-    doc = _PARSED.get(raw)
+    answer: a repeated header gets the same one (``cache=False``: neither read nor kept)."""
+    doc = _PARSED.get(raw) if cache else None
     if doc is not None:
         return doc
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FrameError(f"a header that is not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # not JSON, nested too deeply, huge integers
+        raise FrameError(f"a header that is not JSON: {type(e).__name__}: {e!s:.200}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("t"), str):
         raise FrameError("a header without its type")
     body = doc.get("body")
@@ -178,7 +184,7 @@ def parse_header(raw: bytes) -> dict[str, Any]:
         layout = doc["arrays"] = Layout.of(doc.get("arrays"))
         if layout.nbytes != body:
             raise FrameError(f"a body of {body} bytes where the arrays take {layout.nbytes}")
-        if len(raw) <= CACHED_HEADER_BYTES:
+        if cache and len(raw) <= CACHED_HEADER_BYTES:
             _remember(_PARSED, bytes(raw), doc)
     return doc
 
@@ -192,13 +198,18 @@ def decode_arrays(specs: Any, body: bytearray) -> Arrays:
 class FrameBuffer:
     """Frames out of a byte stream as it arrives: ``feed`` what the socket gave, get back the
     frames it completed, ``(header, body)`` each. ``FrameError`` for a frame that is not one:
-    the stream cannot be read further."""
+    the stream cannot be read further.
 
-    __slots__ = ("_buf", "_head")
+    ``first``: the type the stream's first frame must have, with no body and a header of at
+    most ``CACHED_HEADER_BYTES`` (a server's ``hello``): a peer that opens with anything else
+    is refused before a byte more is held, and its header is not cached."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_first", "_head")
+
+    def __init__(self, first: str | None = None) -> None:
         self._buf = bytearray()
         self._head: dict[str, Any] | None = None  # the header of the frame being read
+        self._first = first
 
     def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytearray]]:
         buf = self._buf
@@ -210,9 +221,18 @@ class FrameBuffer:
                 if len(buf) < PREFIX_BYTES:
                     break
                 n = header_length(buf[:PREFIX_BYTES])
+                first = self._first
+                if first is not None and n > CACHED_HEADER_BYTES:
+                    raise FrameError(f"a first header of {n} bytes where a {first!r} belongs")
                 if len(buf) < PREFIX_BYTES + n:
                     break
-                head = parse_header(bytes(buf[PREFIX_BYTES:PREFIX_BYTES + n]))
+                head = parse_header(bytes(buf[PREFIX_BYTES:PREFIX_BYTES + n]),
+                                    cache=first is None)
+                if first is not None:
+                    if head["t"] != first or head["body"]:
+                        raise FrameError(f"a stream that opened with a {head['t']!r} frame of "
+                                         f"{head['body']} bytes where a {first!r} belongs")
+                    self._first = None
                 del buf[:PREFIX_BYTES + n]
             size = head["body"]
             if len(buf) < size:

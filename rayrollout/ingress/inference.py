@@ -156,15 +156,18 @@ async def _inline(version: str, call: Awaitable[T], timeout: float,
     """``call`` awaited here, under a deadline; ``TimeoutError`` or ``VersionWithdrawn``."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    cut = False
+    live, cut = True, False
     try:
         async with asyncio.timeout(timeout) as scope:  # type: ignore[attr-defined,unused-ignore]
             def withdraw(_: asyncio.Future[None]) -> None:
+                # (run a turn of the loop after ``withdrawn`` resolved: the call may be over)
                 nonlocal cut
-                cut = True
+                if not live or scope.expired():
+                    return
                 when = start + min(WITHDRAWN_GRACE_S, timeout)
                 deadline = scope.when()
-                if deadline is None or when < deadline:
+                if deadline is None or when <= deadline:
+                    cut = True
                     scope.reschedule(when)  # (at once when the grace is already spent)
 
             if withdrawn is not None:
@@ -172,10 +175,11 @@ async def _inline(version: str, call: Awaitable[T], timeout: float,
             try:
                 result: T = await call
             finally:
+                live = False
                 if withdrawn is not None:
                     withdrawn.remove_done_callback(withdraw)
     except TimeoutError:
-        if cut:
+        if cut and scope.expired():  # the deadline the withdrawal set, not the call's error
             raise _withdrawn_error(version) from None
         raise
     return result

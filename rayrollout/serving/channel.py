@@ -77,6 +77,7 @@ FAILED_RETRY_S = 2.0  # after a lookup failed (the version's replica is starting
 QUICK_LOOKUPS = 5  # lookups FAILED_RETRY_S apart while they find other nodes' replicas
 HELLO_TIMEOUT_S = 5.0
 MAX_BACKLOG = 4  # requests read ahead on one connection (a router sends one at a time)
+MAX_UNAUTHENTICATED = 64  # connections at once that have not yet sent the token
 
 
 def enabled() -> bool:
@@ -122,16 +123,20 @@ class _ServerConn(asyncio.Protocol):
     def __init__(self, server: ChannelServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.frames = FrameBuffer()
+        self.frames = FrameBuffer(first="hello")  # nothing else, no body, before the token
         self.hello: asyncio.TimerHandle | None = None
         self.authed = False
         self.backlog: deque[Arrays] = deque()
         self.running: asyncio.Task[None] | None = None
-        self.paused = False
+        self.paused = False  # reading, while requests wait
+        self.blocked = False  # writing, while the router does not read its answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's are not subclasses)
         self.server.conns.add(self)
+        if sum(not c.authed for c in self.server.conns) > MAX_UNAUTHENTICATED:
+            self.refuse(f"more than {MAX_UNAUTHENTICATED} connections waiting to send a token")
+            return
         self.hello = asyncio.get_running_loop().call_later(
             HELLO_TIMEOUT_S, self.refuse, "a connection that sent no token in time")
 
@@ -163,7 +168,8 @@ class _ServerConn(asyncio.Protocol):
             self._next()
 
     def _next(self) -> None:
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing() or self.blocked:
+            return
         if self.backlog:
             self.running = asyncio.get_running_loop().create_task(
                 self._run(self.backlog.popleft()))
@@ -172,10 +178,25 @@ class _ServerConn(asyncio.Protocol):
             self.transport.resume_reading()
 
     async def _run(self, inputs: Arrays) -> None:
-        answer = await self.server.answer(inputs)
-        self.running = None
+        try:
+            answer = await self.server.answer(inputs)
+        except asyncio.CancelledError:
+            if self.transport is None:  # the router gave up on the call: nothing to answer
+                raise
+            answer = frame({"t": "error", "message": "CancelledError: the request was "
+                                                     "cancelled on the replica"})
+        finally:
+            self.running = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(answer)
+            self._next()
+
+    def pause_writing(self) -> None:  # answers pile up unread: no more requests are started
+        self.blocked = True
+
+    def resume_writing(self) -> None:
+        self.blocked = False
+        if self.running is None:
             self._next()
 
     def refuse(self, why: str) -> None:
@@ -206,31 +227,36 @@ class ChannelServer:
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dir: str | None = None  # the private directory of a socket file
+        self._starting = asyncio.Lock()
 
     async def start(self) -> dict[str, Any]:
         """Listen (once); where: ``{"path": ...}`` or, without Unix sockets, ``{"port": ...}``."""
-        if self._server is None:
-            loop = self._loop = asyncio.get_running_loop()
-            if not UNIX:
-                self._server = await loop.create_server(lambda: _ServerConn(self), HOST, 0)
-                self.address = {"port": int(self._server.sockets[0].getsockname()[1])}
-            else:
-                if sys.platform.startswith("linux"):
-                    path = f"@rayrollout-channel-{secrets.token_hex(12)}"
-                else:  # a file only this user can reach
-                    self._dir = tempfile.mkdtemp(prefix="rr-channel-")
-                    path = os.path.join(self._dir, "s")
-                sock = _unix_socket()
-                try:
-                    sock.bind(_sockaddr(path))
-                    self._server = await loop.create_unix_server(lambda: _ServerConn(self),
-                                                                 sock=sock)
-                except BaseException:
-                    sock.close()
-                    raise
-                self.address = {"path": path}
+        async with self._starting:  # two routers asking at once get the one server
+            if self._server is None:
+                await self._listen()
         assert self.address is not None
         return self.address
+
+    async def _listen(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        if not UNIX:
+            self._server = await loop.create_server(lambda: _ServerConn(self), HOST, 0)
+            self.address = {"port": int(self._server.sockets[0].getsockname()[1])}
+        else:
+            if sys.platform.startswith("linux"):
+                path = f"@rayrollout-channel-{secrets.token_hex(12)}"
+            else:  # a file only this user can reach
+                self._dir = tempfile.mkdtemp(prefix="rr-channel-")
+                path = os.path.join(self._dir, "s")
+            sock = _unix_socket()
+            try:
+                sock.bind(_sockaddr(path))
+                self._server = await loop.create_unix_server(lambda: _ServerConn(self),
+                                                             sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            self.address = {"path": path}
 
     async def answer(self, inputs: Arrays) -> bytes:
         self.served += 1
@@ -240,8 +266,8 @@ class ChannelServer:
             return frame({"t": "error", "message": f"{type(e).__name__}: {e}"[:4000]})
         try:
             return ok_frame(outputs)
-        except Unencodable as e:
-            return frame({"t": "unsupported", "message": str(e)})
+        except Exception as e:  # Python objects, ragged lists: the handle carries them
+            return frame({"t": "unsupported", "message": f"{type(e).__name__}: {e}"[:4000]})
 
     def close(self) -> None:
         """Stop listening and close every connection; callable from any thread."""
@@ -285,7 +311,8 @@ class _ClientConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's are not subclasses)
 
     def call(self, request: bytes) -> asyncio.Future[Frame]:
-        assert self.transport is not None
+        if self.transport is None:
+            raise ConnectionResetError("the channel closed")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -311,7 +338,9 @@ class _ClientConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc or ConnectionResetError("the channel closed"))
+            reset = ConnectionResetError("the channel closed")
+            reset.__cause__ = exc
+            self.waiter.set_exception(reset)
 
     def close(self) -> None:
         if self.transport is not None:

@@ -73,6 +73,8 @@ def test_header_length_is_bounded(prefix: int) -> None:
     b"\xff\xfe", b"not json", b"[1, 2]", b'{"body": 0}', b'{"t": "ok"}',
     b'{"t": "ok", "body": -1}', b'{"t": "ok", "body": true}',
     json.dumps({"t": "ok", "body": MAX_BODY_BYTES + 1}).encode(),
+    b'{"t": "ok", "body": ' + b"9" * 5000 + b"}",  # an integer Python will not parse
+    b"[" * 100_000,  # nested past the recursion limit
 ])
 def test_malformed_headers_are_refused(raw: bytes) -> None:
     with pytest.raises(FrameError):
@@ -94,6 +96,7 @@ def test_malformed_headers_are_refused(raw: bytes) -> None:
     ([[1, "<f4", [1]]], b"\0" * 4),
     ([["x", "<U0", [1]]], b""),  # no size
     ([["x", "<f4", [0]]] * 257, b""),  # too many arrays
+    ([["x", "<f4", [0, 2**70]]], b""),  # no items, but a shape numpy cannot hold
 ])
 def test_malformed_arrays_are_refused(specs: object, body: bytes) -> None:
     with pytest.raises(FrameError):
@@ -135,3 +138,20 @@ def test_a_body_that_cannot_match_its_arrays_is_refused_before_it_is_read() -> N
     head = json.dumps({"t": "predict", "arrays": [["x", "<f4", [1000]]], "body": 8}).encode()
     with pytest.raises(FrameError, match="the arrays take 4000"):
         FrameBuffer().feed(struct.pack("!I", len(head)) + head)  # no body sent at all
+
+
+@pytest.mark.parametrize("opening", [
+    frame({"t": "predict", "arrays": []}),  # not the expected first type
+    struct.pack("!I", 40) + b'{"t":"hello","body":100000000}'.ljust(40),  # a body to hold
+    struct.pack("!I", 5000),  # a first header over 1 KiB: refused before it arrives
+])
+def test_a_stream_that_must_open_with_a_hello_refuses_anything_else_on_its_header(
+        opening: bytes) -> None:
+    with pytest.raises(FrameError):
+        FrameBuffer(first="hello").feed(opening)
+
+
+def test_after_its_hello_a_stream_takes_any_frame() -> None:
+    x = {"input": np.ones((1, 4), dtype=np.float32)}
+    got = FrameBuffer(first="hello").feed(frame({"t": "hello", "token": "t"}) + predict_frame(x))
+    assert [h["t"] for h, _ in got] == ["hello", "predict"]

@@ -5,6 +5,7 @@ outcome of every ending, and that the request's own cancellation is never swallo
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,10 @@ from rayrollout.ingress import inference
 from rayrollout.ingress.inference import VersionWithdrawn, _timed
 
 
-@pytest.fixture(autouse=True, params=["inline", "task"])
+@pytest.fixture(autouse=True, params=[
+    pytest.param("inline", marks=pytest.mark.skipif(sys.version_info < (3, 11),
+                                                    reason="asyncio.timeout is 3.11+")),
+    "task"])
 def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(inference, "INLINE_DEADLINE", request.param == "inline")
     yield str(request.param)
@@ -119,3 +123,40 @@ def test_a_later_withdrawal_does_not_touch_a_finished_call() -> None:
         assert result[0] == 3
 
     run(go())
+
+
+def test_an_answer_in_the_same_turn_as_a_withdrawal_stands_and_nothing_fails_later(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The withdrawal's callback runs a turn after it resolved: by then the call is over, and
+    the finished deadline must be left alone (no error in the loop's handler)."""
+    monkeypatch.setattr(inference, "WITHDRAWN_GRACE_S", 0.0)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, ctx: errors.append(ctx))
+        gone = loop.create_future()
+
+        async def answer_and_withdraw() -> int:
+            await asyncio.sleep(0)
+            gone.set_result(None)  # in the same turn as the answer
+            return 5
+
+        result = await _timed("v1", answer_and_withdraw(), 60.0, gone)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert result[:3] == (5, None, Outcome.OK) and errors == []
+
+    run(go())
+
+
+def test_a_timeout_before_a_withdrawal_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "WITHDRAWN_GRACE_S", 10.0)
+
+    async def go() -> Any:
+        gone = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.3, gone.set_result, None)
+        return await _timed("v1", answer(1, after=30), 0.05, gone)
+
+    _, err, outcome, _ = run(go())
+    assert isinstance(err, ModelTimeout) and outcome is Outcome.TIMEOUT

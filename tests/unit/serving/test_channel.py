@@ -291,6 +291,9 @@ def test_an_answer_the_channel_cannot_carry_sends_the_version_by_handle() -> Non
     frame({"t": "predict", "arrays": []}),  # a request before the token
     frame({"t": "hello", "token": "guess"}) + predict_frame(X),
     frame({"t": "hello", "token": 7}),
+    # a first frame that would make the replica hold a body before the token
+    struct.pack("!I", 60) + b'{"t":"hello","token":"x","body":200000000}'.ljust(60),
+    frame({"t": "hello", "token": "x" * 2000}),  # a first header over 1 KiB
 ])
 def test_hostile_peers_are_refused_and_the_server_keeps_serving(payload: bytes) -> None:
     async def go() -> None:
@@ -399,6 +402,60 @@ def test_a_call_given_up_stops_its_request_on_the_replica() -> None:
         await asyncio.wait_for(started.wait(), 5)
         t.cancel()
         await asyncio.wait_for(stopped.wait(), 5)  # the connection closed: predict cancelled
+        r.server.close()
+
+    run(go())
+
+
+def test_connections_waiting_to_send_the_token_are_capped(monkeypatch: Any) -> None:
+    monkeypatch.setattr(channel, "MAX_UNAUTHENTICATED", 2)
+
+    async def go() -> None:
+        r = Replica()
+        await r.start()
+        silent = [await open_stream(r.where) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert await refused_after(r.where, b"") == b""  # the third: closed at once
+        assert r.server.refused == 1
+        for _, w in silent:
+            w.close()
+        await asyncio.sleep(0.05)
+        ch = Channels(r.discover, NODE)  # room again once they went
+        assert await found(ch, "v1", X) is not None
+        r.server.close()
+
+    run(go())
+
+
+def test_a_request_cancelled_inside_the_replica_is_answered_as_an_error() -> None:
+    """Serve's batching may cancel a request's own future: the router gets an error at once,
+    not a wait until its deadline."""
+    async def cancelled(inputs: Arrays) -> Arrays:
+        raise asyncio.CancelledError
+
+    async def go() -> None:
+        r = Replica(cancelled)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await ch.call("v1", X) is None
+        await asyncio.sleep(0.05)
+        with pytest.raises(ChannelModelError, match="cancelled on the replica"):
+            await ch.call("v1", X)
+        assert len(ch._links["v1"].idle) == 1  # the connection stays usable
+        r.server.close()
+
+    run(go())
+
+
+def test_an_answer_that_will_not_encode_sends_the_version_by_handle() -> None:
+    async def ragged(inputs: Arrays) -> Arrays:
+        return {"y": [[1.0, 2.0], [3.0]]}  # type: ignore[dict-item]
+
+    async def go() -> None:
+        r = Replica(ragged)
+        await r.start()
+        ch = Channels(r.discover, NODE)
+        assert await found(ch, "v1", X) is None and ch._links["v1"].never
         r.server.close()
 
     run(go())
