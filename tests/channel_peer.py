@@ -4,7 +4,6 @@ the node, or a router speaking frames by hand): asyncio streams over the channel
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from rayrollout.dataplane.frames import PREFIX_BYTES, header_length, parse_header
@@ -15,12 +14,7 @@ async def open_stream(where: dict[str, Any]
                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Streams to the channel at ``where`` (``path`` or ``port``, as ``channel_address``
     gives it)."""
-    if where.get("path") is None:
-        return await asyncio.open_connection(channel.HOST, int(where["port"]))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, channel._sockaddr(where["path"]))
-    return await asyncio.open_unix_connection(sock=sock)
+    return await asyncio.open_connection(sock=await channel.open_socket(where))
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytearray]:

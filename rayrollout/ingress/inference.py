@@ -126,11 +126,9 @@ async def _timed(version: str, call: Awaitable[T], timeout: float,
     t0 = time.perf_counter()
     err: RolloutError
     try:
-        if INLINE_DEADLINE:
-            return (await _inline(version, call, timeout, withdrawn), None, Outcome.OK,
-                    (time.perf_counter() - t0) * 1000.0)
-        return (await _in_task(version, call, timeout, withdrawn), None, Outcome.OK,
-                (time.perf_counter() - t0) * 1000.0)
+        deadline = _inline if INLINE_DEADLINE else _in_task
+        result = await deadline(version, call, timeout, withdrawn)
+        return result, None, Outcome.OK, (time.perf_counter() - t0) * 1000.0
     except VersionWithdrawn as e:
         err, outcome = e, Outcome.ERROR
     except ASYNC_TIMEOUT:

@@ -95,30 +95,30 @@ def _unix_socket() -> socket.socket:
     return s
 
 
-async def connect(address: dict[str, Any], protocol: Callable[[], asyncio.Protocol]
-                  ) -> asyncio.Transport:
-    """A connection to the channel at ``address`` (its ``path``, or its ``port`` on ``HOST``)
-    with ``protocol`` on it. (Sockets made here: uvloop does not take abstract paths.)"""
-    loop = asyncio.get_running_loop()
+async def open_socket(address: dict[str, Any]) -> socket.socket:
+    """A non-blocking socket connected to the channel at ``address`` (its ``path``, or its
+    ``port`` on ``HOST``), for ``loop.create_connection(..., sock=...)``. (Made here: uvloop
+    does not take abstract paths.)"""
     path = address.get("path")
     if path is None:
-        tcp, _ = await loop.create_connection(protocol, HOST, int(address["port"]))
-        with contextlib.suppress(OSError):
-            tcp.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return tcp
-    sock = _unix_socket()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        target: Any = (HOST, int(address["port"]))
+    else:
+        sock, target = _unix_socket(), _sockaddr(str(path))
     try:
-        await loop.sock_connect(sock, _sockaddr(str(path)))
-        transport, _ = await loop.create_unix_connection(protocol, sock=sock)
+        await asyncio.get_running_loop().sock_connect(sock, target)
     except BaseException:
         sock.close()
         raise
-    return transport
+    return sock
 
 
 class _ServerConn(asyncio.Protocol):
     """One router's connection to a replica: the token first, then requests answered in
-    order, one at a time (reading pauses while one runs)."""
+    order, one at a time (reading pauses past ``MAX_BACKLOG`` waiting, and no request starts
+    while answers go unread)."""
 
     def __init__(self, server: ChannelServer) -> None:
         self.server = server
@@ -145,10 +145,10 @@ class _ServerConn(asyncio.Protocol):
             return
         try:
             for head, body in self.frames.feed(data):
-                if not self.authed:
+                if not self.authed:  # a hello: ``FrameBuffer`` takes nothing else first
                     token = head.get("token")
-                    if head["t"] != "hello" or not isinstance(token, str) or \
-                            not hmac.compare_digest(token.encode(), self.server.token.encode()):
+                    if not isinstance(token, str) or not hmac.compare_digest(
+                            token.encode(), self.server.token.encode()):
                         raise FrameError("a connection that did not open with the replica's "
                                          "token")
                     self.authed = True
@@ -475,7 +475,12 @@ class Channels:
         key, where, token = address = link.address
         conn = _ClientConn(address)
         try:
-            await connect({key: where}, lambda: conn)
+            sock = await open_socket({key: where})
+            try:
+                await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         except OSError as e:  # nobody listens there (any more), or this router cannot reach it
             link.refusals += 1  # looked up again soon a few times, then every RETRY_S
             log.info("a version's channel refused a connection (%s); calls go by handle", e)
